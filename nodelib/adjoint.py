@@ -1,0 +1,307 @@
+"""The adjoint sensitivity method (Theorem 1 of the chapter "The adjoint sensitivity method").
+
+For ``dz/dt = f(z, t, θ)`` and a loss on ``z(t_0), ..., z(t_N)``, the gradient is obtained by
+solving the augmented system :eq:`augmented-system` for ``q = (z, a_z, a_θ)`` backwards in time,
+
+    dz/dt   =  f(z, t, θ),
+    da_z/dt = -a_z ∂f/∂z     (Theorem 1, first block),
+    da_θ/dt = -a_z ∂f/∂θ     (Theorem 1, third block),
+
+from ``q(t_N) = (z(t_N), ∂L/∂z(t_N), 0)``, adding ``∂L/∂z(t_i)`` to ``a_z`` at every observation
+time (the adjoint jumps there), with any black-box solver. The two products ``a_z ∂f/∂z`` and
+``a_z ∂f/∂θ`` are one vector-Jacobian product. Nothing from the forward solve is kept but the
+states at the observation times (and at ``checkpoints`` extra times, if asked).
+
+Time gradients need no extra ODE: ``a_z(t)·f(z(t), t)`` satisfies
+``d/dt [a_z f] = a_z ∂f/∂t = -da_t/dt``, which gives eq. :eq:`time-gradients`,
+
+    ∂L/∂t_i = (∂L/∂z(t_i))·f(z(t_i), t_i)   for i ≥ 1,      ∂L/∂t_0 = -a_z(t_0)·f(z(t_0), t_0),
+
+one evaluation of ``f`` per observation time instead of a fourth block ``a_t`` in the solve.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from .solve import (GuardedField, SolveStats, SolverConfig, check_fixed_grid_length, check_func,
+                    check_params, check_solver, check_state, check_times, solve)
+
+__all__ = ["odeint_adjoint"]
+
+Norm = Union[str, Callable[[Tensor, Tensor, Tensor], Tensor], None]
+
+
+def _rms(x: Tensor) -> Tensor:
+    return x.pow(2).mean().sqrt() if x.numel() else x.new_zeros(())
+
+
+def _field_and_vjp(func: Callable, t: Tensor, z: Tensor, a: Tensor, params: tuple, create_graph: bool):
+    """``f(t, z)`` and the partial products ``(-a ∂f/∂z, -a ∂f/∂θ)`` at a detached ``z``."""
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        fz = func(t, z)
+        vjps = torch.autograd.grad(fz, (z,) + params, -a, allow_unused=True, create_graph=create_graph)
+    return fz, tuple(torch.zeros_like(x) if g is None else g for g, x in zip(vjps, (z,) + params)), z
+
+
+class _DifferentiableVJP(torch.autograd.Function):
+    """The augmented right-hand side as a function of ``(z, a, θ)`` that autograd can differentiate.
+
+    Differentiating the backward pass (``create_graph=True``) needs the products of
+    :func:`_field_and_vjp` as functions of ``z``. Evaluating them on the ``z`` of the outer graph
+    would let autograd reach ``θ`` through ``z`` and the forward solve (a total instead of a
+    partial derivative, and an endless recursion into this backward pass). So the products are
+    built on a detached copy, and this function splices their derivatives back in.
+    """
+
+    @staticmethod
+    def forward(ctx, func, t, z, a, *params):
+        with torch.enable_grad():
+            a_leaf = a.detach().requires_grad_(True)
+            fz, vjps, z_leaf = _field_and_vjp(func, t, z, a_leaf, params, create_graph=True)
+        ctx.inner = (fz,) + vjps, (z_leaf, a_leaf) + params
+        return (fz.detach(),) + tuple(v.detach() for v in vjps)
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        outputs, leaves = ctx.inner
+        pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad and g is not None]
+        grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True)
+        return (None, None) + tuple(grads)
+
+
+class _AugmentedDynamics:
+    """The right-hand side of the augmented system :eq:`augmented-system` for a flat ``q = (z, a_z, a_θ)``."""
+
+    def __init__(self, func: Callable, params: Sequence[Tensor], shape: torch.Size, differentiable: bool):
+        self.func = func
+        self.params = tuple(params)
+        self.shape = shape
+        self.n = shape.numel()
+        self.differentiable = differentiable
+
+    def __call__(self, t: Tensor, q: Tensor) -> Tensor:
+        n = self.n
+        z, a = q[:n].view(self.shape), q[n:2 * n].view(self.shape)
+        if self.differentiable:
+            fz, *vjps = _DifferentiableVJP.apply(self.func, t, z, a, *self.params)
+        else:
+            fz, vjps, _ = _field_and_vjp(self.func, t, z, a, self.params, create_graph=False)
+        return torch.cat([fz.reshape(-1)] + [g.reshape(-1) for g in vjps])
+
+
+def _make_norm(norm: Norm, n: int) -> Callable[[Tensor], Tensor]:
+    """Error norm of the backward solve over the blocks (z, a_z, a_θ) of the flat state.
+
+    The default takes the largest RMS of the three blocks (as torchdiffeq does); ``"seminorm"``
+    leaves ``a_θ`` out of error control (Kidger et al. 2021): ``a_θ`` never feeds back into the
+    dynamics, so its error does not compound and need not shrink the step.
+    """
+    if norm is None or norm == "mixed":
+        return lambda e: torch.stack([_rms(e[:n]), _rms(e[n:2 * n]), _rms(e[2 * n:])]).max()
+    if norm == "seminorm":
+        return lambda e: torch.maximum(_rms(e[:n]), _rms(e[n:2 * n]))
+    if callable(norm):
+        return lambda e: norm(e[:n], e[n:2 * n], e[2 * n:])
+    raise ValueError(f"adjoint_options['norm'] must be 'mixed', 'seminorm' or a callable taking the blocks "
+                     f"(z, a_z, a_theta), got {norm!r}.")
+
+
+class _AdjointProblem:
+    """Everything the autograd function needs besides its tensor inputs."""
+
+    def __init__(self, func, params, forward: SolverConfig, backward: SolverConfig, backward_norm: Norm,
+                 grid: Tensor, stats: Optional[SolveStats]):
+        self.func = func
+        self.params = params
+        self.forward = forward
+        self.backward = backward
+        self.backward_norm = backward_norm
+        self.grid = grid
+        self.stats = stats
+        self.forward_step: Optional[float] = None
+
+    def count(self, field: GuardedField, direction: str) -> None:
+        if self.stats is not None:
+            setattr(self.stats, f"nfe_{direction}", getattr(self.stats, f"nfe_{direction}") + field.nfe)
+            setattr(self.stats, f"steps_{direction}", getattr(self.stats, f"steps_{direction}") + field.steps)
+
+
+class _AdjointSolve(torch.autograd.Function):
+    """Forward: solve without recording a graph. Backward: the augmented system, interval by interval."""
+
+    @staticmethod
+    def forward(ctx, problem: _AdjointProblem, y0: Tensor, t: Tensor, *params: Tensor) -> Tensor:
+        field = GuardedField(problem.func, problem.forward, check_against=y0)
+        with torch.no_grad():
+            states = solve(field, y0, problem.grid, problem.forward)
+        problem.count(field, "forward")
+        problem.forward_step = field.last_accepted_dt
+        ctx.problem = problem
+        ctx.t_requires_grad = t.requires_grad
+        ctx.save_for_backward(t, states)
+        return states
+
+    @staticmethod
+    def backward(ctx, grad_states: Tensor):
+        problem: _AdjointProblem = ctx.problem
+        t, states = ctx.saved_tensors
+        grid, params = problem.grid, problem.params
+        differentiable = torch.is_grad_enabled()
+        shape = states.shape[1:]
+        n = shape.numel()
+        dynamics = _AugmentedDynamics(problem.func, params, shape, differentiable)
+        config = problem.backward
+        norm = _make_norm(problem.backward_norm, n)
+        field = GuardedField(dynamics, config, what="adjoint backward solve")
+        carry_step = config.adaptive and "first_step" not in config.options
+        obs = _observation_mask(grid, t)
+
+        a_z = grad_states[-1]
+        a_theta = states.new_zeros(sum(p.numel() for p in params))
+        time_grads = [None] * len(t) if ctx.t_requires_grad else None
+        i_obs = len(t) - 1
+        # Step size carried from one interval to the next (adaptive methods); the first interval
+        # starts from the forward solve's last step instead of a fresh step-size search.
+        step = problem.forward_step
+        for j in range(len(grid) - 1, 0, -1):
+            if time_grads is not None and obs[j]:
+                time_grads[i_obs] = _dot(grad_states[j], _eval(problem.func, grid[j], states[j], field))
+            if obs[j]:
+                i_obs -= 1
+            if differentiable or a_z.any() or a_theta.any():
+                options = {"norm": norm} if config.adaptive else {}
+                length = abs(float(grid[j]) - float(grid[j - 1]))
+                if carry_step and step is not None:
+                    # Overshoot the interval by a hair rather than end a rounding error short of it,
+                    # which would cost a second, tiny step (the solver interpolates back).
+                    options["first_step"] = min(step, length * (1 + 1e-6))
+                steps_before = field.steps
+                q = torch.cat([states[j].reshape(-1), a_z.reshape(-1), a_theta])
+                q = solve(field, q, grid[j - 1:j + 1].flip(0), config, options)[1]
+                a_z, a_theta = q[n:2 * n].view(shape), q[2 * n:]
+                if step is None or field.steps - steps_before > 1:
+                    step = field.last_accepted_dt  # else one step, capped by the interval: keep the larger one
+            a_z = a_z + grad_states[j - 1]
+        if time_grads is not None:
+            if differentiable:
+                warnings.warn("odeint_adjoint: second derivatives involving t are not computed; the time "
+                              "gradient is returned, but it is treated as constant in t.", stacklevel=2)
+            a_z_after = a_z - grad_states[0]
+            time_grads[0] = -_dot(a_z_after, _eval(problem.func, grid[0], states[0], field))
+            time_grads = torch.stack(time_grads)
+        problem.count(field, "backward")
+
+        param_grads, offset = [], 0
+        for p in params:
+            param_grads.append(a_theta[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+        return (None, a_z, time_grads, *param_grads)
+
+
+def _eval(func: Callable, t: Tensor, z: Tensor, field: GuardedField) -> Tensor:
+    field.nfe += 1
+    return func(t, z)
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return (a.reshape(-1) * b.reshape(-1)).sum()
+
+
+def _observation_mask(grid: Tensor, t: Tensor) -> list:
+    """``mask[j]`` is True where ``grid[j]`` is an observation time (an element of ``t``)."""
+    t_set = set(t.detach().tolist())
+    return [g in t_set for g in grid.tolist()]
+
+
+def _time_grid(t: Tensor, checkpoints: int, config: SolverConfig) -> Tensor:
+    """Observation times merged with ``checkpoints`` equally spaced interior times.
+
+    For fixed-grid methods the checkpoints are moved onto the solver's grid, so that the stored
+    states are solver states rather than interpolations between them.
+    """
+    t = t.detach()
+    if checkpoints == 0:
+        return t
+    extra = torch.linspace(float(t[0]), float(t[-1]), checkpoints + 2, dtype=t.dtype, device=t.device)[1:-1]
+    step = config.options.get("step_size")
+    if step is not None:
+        extra = t[0] + torch.round((extra - t[0]) / step) * step
+    distance = (extra[:, None] - t[None, :]).abs().min(dim=1).values
+    extra = extra[distance > 1e-9 * (t[-1] - t[0]).abs()]  # a checkpoint on an observation time is redundant
+    grid = torch.cat([t, extra]).unique()
+    return grid if bool(t[1] > t[0]) else grid.flip(0)
+
+
+def odeint_adjoint(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *, rtol: float = 1e-7,
+                   atol: float = 1e-9, method: Optional[str] = None, options: Optional[dict] = None,
+                   adjoint_rtol: Optional[float] = None, adjoint_atol: Optional[float] = None,
+                   adjoint_method: Optional[str] = None, adjoint_options: Optional[dict] = None,
+                   adjoint_params: Optional[Sequence[Tensor]] = None, checkpoints: int = 0,
+                   stats: Optional[SolveStats] = None) -> Tensor:
+    """Solve ``dy/dt = func(t, y)`` and differentiate by the adjoint method (Theorem 1).
+
+    Same calling convention as ``torchdiffeq.odeint_adjoint``, so the two swap in one line;
+    ``torchdiffeq.odeint`` is the black-box solver of both the forward and the backward solve.
+
+    Args:
+        func: the vector field ``f(t, y)``; an ``nn.Module`` unless ``adjoint_params`` is given.
+        y0: initial state of any shape (batches are leading dimensions), float32 or float64.
+        t: 1-D, strictly increasing or decreasing observation times, ``y0``'s dtype and device.
+            If ``t.requires_grad``, gradients with respect to the times are returned
+            (eq. :eq:`time-gradients`).
+        rtol, atol, method, options: the forward solve (see :func:`nodelib.odeint`).
+        adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options: the backward solve; default to
+            the forward's. ``adjoint_options["norm"]`` may be ``"seminorm"`` (Kidger et al. 2021).
+        adjoint_params: tensors to differentiate with respect to; default ``func.parameters()``.
+        checkpoints: number of extra times, equally spaced, at which the forward state is stored;
+            the backward solve restarts its reconstruction of ``z`` from each of them, which bounds
+            the error of reverse-time reconstruction (memory grows by one state per checkpoint).
+        stats: a :class:`~nodelib.SolveStats` to which forward and backward counts are added.
+
+    Returns:
+        A tensor of shape ``(len(t), *y0.shape)``, differentiable with respect to ``y0``, ``t`` and
+        the parameters, also twice (``create_graph=True``: the backward solve is then recorded).
+    """
+    check_func(func)
+    if adjoint_params is None:
+        if not isinstance(func, nn.Module):
+            raise ValueError("func is not an nn.Module, so its parameters cannot be found; pass "
+                             "adjoint_params=(...) with the tensors to differentiate, or adjoint_params=() "
+                             "if it has none.")
+        adjoint_params = tuple(func.parameters())
+    else:
+        adjoint_params = tuple(adjoint_params)
+    check_state(y0)
+    check_times(t, y0)
+    check_params(adjoint_params, y0, name="adjoint_params" if not isinstance(func, nn.Module) else "func.parameters()")
+    params = tuple(p for p in adjoint_params if p.requires_grad)
+
+    forward = check_solver(method, rtol, atol, options)
+    if adjoint_options is None:
+        if adjoint_method is not None and adjoint_method != forward.method and options:
+            raise ValueError("adjoint_method differs from method, so adjoint_options cannot be inferred from "
+                             "options; pass adjoint_options explicitly.")
+        adjoint_options = {k: v for k, v in (options or {}).items() if k != "norm"}
+    adjoint_options = dict(adjoint_options)
+    backward_norm = adjoint_options.pop("norm", None)
+    backward = check_solver(forward.method if adjoint_method is None else adjoint_method,
+                            rtol if adjoint_rtol is None else adjoint_rtol,
+                            atol if adjoint_atol is None else adjoint_atol, adjoint_options, prefix="adjoint_")
+    _make_norm(backward_norm, 1)  # validate early
+    check_fixed_grid_length(forward, t)
+    check_fixed_grid_length(backward, t, prefix="adjoint_")
+    if not isinstance(checkpoints, int) or checkpoints < 0:
+        raise ValueError(f"checkpoints must be a non-negative int, got {checkpoints!r}.")
+
+    grid = _time_grid(t, checkpoints, forward)
+    problem = _AdjointProblem(func, params, forward, backward, backward_norm, grid, stats)
+    states = _AdjointSolve.apply(problem, y0, t, *params)
+    if len(grid) == len(t):
+        return states
+    index = torch.tensor([j for j, is_obs in enumerate(_observation_mask(grid, t)) if is_obs], device=grid.device)
+    return states.index_select(0, index)

@@ -1,0 +1,133 @@
+"""Bad input to odeint_adjoint and odeint: a clear error that names the argument, never a hang."""
+import pytest
+import torch
+from torch import nn
+
+import nodelib
+from fields import TimeMLP
+
+SOLVERS = [nodelib.odeint_adjoint, nodelib.odeint]
+
+
+@pytest.fixture
+def problem():
+    return TimeMLP(), torch.randn(3, 2), torch.tensor([0.0, 1.0])
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("t,match", [
+    ([[0.0, 1.0]], "t must be a 1-D tensor"),
+    ([0.0], "at least two times"),
+    ([0.0, 1.0, 0.5], "strictly increasing or strictly decreasing"),
+    ([0.0, 0.0, 1.0], "strictly increasing or strictly decreasing"),
+    ([0.0, float("nan")], "t must be finite"),
+])
+def test_bad_times(solver, problem, t, match):
+    func, y0, _ = problem
+    with pytest.raises(ValueError, match=match):
+        solver(func, y0, torch.tensor(t))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_time_dtype_mismatch(solver, problem):
+    func, y0, t = problem
+    with pytest.raises(ValueError, match=r"t has dtype torch.float32 but y0 has dtype torch.float64"):
+        solver(func, y0, t.float())
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_time_device_mismatch(solver, problem):
+    func, y0, t = problem
+    with pytest.raises(ValueError, match=r"t is on meta but y0 is on cpu"):
+        solver(func, y0, t.to("meta"))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_parameter_dtype_mismatch(solver, problem):
+    func, y0, t = problem
+    with pytest.raises(ValueError, match=r"func.parameters\(\)\[0\] has dtype torch.float32 but y0"):
+        solver(func.float(), y0, t)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_field_returning_wrong_shape(solver, problem):
+    _, y0, t = problem
+
+    class Wrong(nn.Module):
+        def forward(self, t, z):
+            return z[:, :1]
+
+    with pytest.raises(ValueError, match=r"func\(t, y\) returned shape \(3, 1\) but y has shape \(3, 2\)"):
+        solver(Wrong(), y0, t)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_non_finite_initial_state(solver, problem):
+    func, y0, t = problem
+    y0[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="y0 must be finite"):
+        solver(func, y0, t)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("method,options", [("dopri5", None), ("rk4", dict(step_size=0.01))])
+def test_blow_up_is_an_error_not_a_hang(solver, method, options):
+    """dz/dt = z^2 from z0 = 1 blows up at t = 1."""
+
+    class Square(nn.Module):
+        def forward(self, t, z):
+            return z ** 2
+
+    with pytest.raises(nodelib.SolverError, match=r"underflow|non-finite|not finite|max_num_steps"):
+        solver(Square(), torch.ones(1), torch.tensor([0.0, 2.0]), method=method, options=options)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_too_many_steps(solver):
+    """A stiff problem at tight tolerance needs more than a handful of steps."""
+
+    class Stiff(nn.Module):
+        def forward(self, t, z):
+            return -1000.0 * (z - torch.cos(t))
+
+    with pytest.raises(nodelib.SolverError, match=r"more than options\['max_num_steps'\]=20"):
+        solver(Stiff(), torch.zeros(1), torch.tensor([0.0, 1.0]), options=dict(max_num_steps=20))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_fixed_grid_too_long_is_refused_before_starting(solver, problem):
+    func, y0, t = problem
+    with pytest.raises(ValueError, match=r"needs 1000000 steps"):
+        solver(func, y0, t, method="rk4", options=dict(step_size=1e-6))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_unknown_method_and_option(solver, problem):
+    func, y0, t = problem
+    with pytest.raises(ValueError, match="method='rk45' is not supported"):
+        solver(func, y0, t, method="rk45")
+    with pytest.raises(ValueError, match=r"options has keys \['step_size'\] that method='dopri5' does not take"):
+        solver(func, y0, t, options=dict(step_size=0.1))
+
+
+def test_function_without_adjoint_params_is_refused(problem):
+    _, y0, t = problem
+    W = torch.randn(2, 2, requires_grad=True)
+    with pytest.raises(ValueError, match="func is not an nn.Module.*adjoint_params"):
+        nodelib.odeint_adjoint(lambda t, z: z @ W, y0, t)
+    # with adjoint_params the gradient reaches W: dz/dt = zW, z(1) = z0 exp(W)
+    zT = nodelib.odeint_adjoint(lambda t, z: z @ W, y0, t, adjoint_params=(W,), rtol=1e-10, atol=1e-10)[-1]
+    got, = torch.autograd.grad(zT.sum(), W)
+    W_ref = W.detach().clone().requires_grad_(True)
+    ref, = torch.autograd.grad((y0 @ torch.linalg.matrix_exp(W_ref)).sum(), W_ref)
+    assert torch.allclose(got, ref, rtol=1e-8, atol=1e-10)
+
+
+def test_bad_adjoint_arguments(problem):
+    func, y0, t = problem
+    with pytest.raises(ValueError, match=r"adjoint_options\['norm'\] must be"):
+        nodelib.odeint_adjoint(func, y0, t, adjoint_options=dict(norm="l1"))
+    with pytest.raises(ValueError, match="checkpoints must be a non-negative int"):
+        nodelib.odeint_adjoint(func, y0, t, checkpoints=-1)
+    with pytest.raises(ValueError, match="adjoint_rtol must be a non-negative float"):
+        nodelib.odeint_adjoint(func, y0, t, adjoint_rtol=-1.0)
