@@ -205,17 +205,17 @@ class GuardedField:
         self.steps += 1
         if self.steps > self.max_num_steps:
             raise SolverError(f"{self.what}: more than options['max_num_steps']={self.max_num_steps} solver "
-                              f"steps (t={float(t0):.6g}); the problem may be stiff. Raise max_num_steps, "
+                              f"steps (t={float(t0.detach()):.6g}); the problem may be stiff. Raise max_num_steps, "
                               f"loosen rtol/atol, or use an implicit solver.")
         if self.adaptive and not bool(t0 + dt != t0):  # (a fixed grid may end with a harmless empty step)
-            raise SolverError(f"{self.what}: step size underflow at t={float(t0):.6g} (dt={float(dt):.3g}); the "
+            raise SolverError(f"{self.what}: step size underflow at t={float(t0.detach()):.6g} (dt={float(dt.detach()):.3g}); the "
                               f"solution blows up, the problem is stiff, or the field returned non-finite "
                               f"values. Check the field or loosen rtol/atol.")
         if not torch.isfinite(y0).all():
-            raise SolverError(f"{self.what}: the state became non-finite at t={float(t0):.6g}.")
+            raise SolverError(f"{self.what}: the state became non-finite at t={float(t0.detach()):.6g}.")
 
     def _record_accepted_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
-        self.last_accepted_dt = abs(float(dt))
+        self.last_accepted_dt = abs(float(dt.detach()))
 
 
 def solve(field: GuardedField, y0: Tensor, t: Tensor, config: SolverConfig,

@@ -1,0 +1,24 @@
+"""Determinism for chapters, tests and experiments: one call seeds every generator nodelib uses."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["seed_everything"]
+
+
+def seed_everything(seed: int = 0, *, threads: int | None = None) -> torch.Generator:
+    """Seed Python's, NumPy's and PyTorch's generators; optionally fix PyTorch's CPU thread count.
+
+    Returns a ``torch.Generator`` seeded with ``seed`` for code that wants its own stream.
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.Generator().manual_seed(seed)
