@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from .solve import (GuardedField, SolveStats, SolverConfig, check_fixed_grid_length, check_func,
                     check_params, check_solver, check_state, check_times, solve)
 
-__all__ = ["odeint_adjoint"]
+__all__ = ["odeint_adjoint", "AugmentedDynamics"]
 
 Norm = Union[str, Callable[[Tensor, Tensor, Tensor], Tensor], None]
 
@@ -74,19 +74,39 @@ class _DifferentiableVJP(torch.autograd.Function):
         return (None, None) + tuple(grads)
 
 
-class _AugmentedDynamics:
-    """The right-hand side of the augmented system :eq:`augmented-system` for a flat ``q = (z, a_z, a_θ)``."""
+class AugmentedDynamics:
+    """The right-hand side of the augmented system :eq:`augmented-system` on a flat ``q = (z, a_z, a_θ)``.
 
-    def __init__(self, func: Callable, params: Sequence[Tensor], shape: torch.Size, differentiable: bool):
+    ``dq/dt = (f(z, t, θ), -a_z ∂f/∂z, -a_z ∂f/∂θ)``: the blocks of Theorem 1 that the gradient
+    needs, with both products computed by one vector-Jacobian product. Solved from
+    ``q(t_1) = pack(z(t_1), ∂L/∂z(t_1), 0)`` backwards to ``t_0``, it yields
+    ``a_z(t_0) = ∂L/∂z(t_0)`` and ``a_θ(t_0) = ∂L/∂θ`` (chapter "The adjoint sensitivity method").
+
+    Args:
+        func: the vector field ``f(t, z)``.
+        params: the tensors ``θ`` to differentiate with respect to.
+        shape: the shape of the state ``z``.
+        differentiable: build the products so that autograd can differentiate them once more.
+    """
+
+    def __init__(self, func: Callable, params: Sequence[Tensor], shape: torch.Size, *, differentiable: bool = False):
         self.func = func
         self.params = tuple(params)
-        self.shape = shape
-        self.n = shape.numel()
+        self.shape = torch.Size(shape)
+        self.n = self.shape.numel()
         self.differentiable = differentiable
 
-    def __call__(self, t: Tensor, q: Tensor) -> Tensor:
+    def pack(self, z: Tensor, a_z: Tensor, a_theta: Tensor) -> Tensor:
+        """Flatten the three blocks into one state vector ``q``."""
+        return torch.cat([z.reshape(-1), a_z.reshape(-1), a_theta.reshape(-1)])
+
+    def unpack(self, q: Tensor) -> tuple:
+        """Split ``q`` into ``(z, a_z, a_θ)`` with ``z`` and ``a_z`` shaped like the state."""
         n = self.n
-        z, a = q[:n].view(self.shape), q[n:2 * n].view(self.shape)
+        return q[:n].view(self.shape), q[n:2 * n].view(self.shape), q[2 * n:]
+
+    def __call__(self, t: Tensor, q: Tensor) -> Tensor:
+        z, a, _ = self.unpack(q)
         if self.differentiable:
             fz, *vjps = _DifferentiableVJP.apply(self.func, t, z, a, *self.params)
         else:
@@ -154,7 +174,7 @@ class _AdjointSolve(torch.autograd.Function):
         differentiable = torch.is_grad_enabled()
         shape = states.shape[1:]
         n = shape.numel()
-        dynamics = _AugmentedDynamics(problem.func, params, shape, differentiable)
+        dynamics = AugmentedDynamics(problem.func, params, shape, differentiable=differentiable)
         config = problem.backward
         norm = _make_norm(problem.backward_norm, n)
         field = GuardedField(dynamics, config, what="adjoint backward solve")
@@ -181,18 +201,18 @@ class _AdjointSolve(torch.autograd.Function):
                     # which would cost a second, tiny step (the solver interpolates back).
                     options["first_step"] = min(step, length * (1 + 1e-6))
                 steps_before = field.steps
-                q = torch.cat([states[j].reshape(-1), a_z.reshape(-1), a_theta])
+                q = dynamics.pack(states[j], a_z, a_theta)
                 q = solve(field, q, grid[j - 1:j + 1].flip(0), config, options)[1]
-                a_z, a_theta = q[n:2 * n].view(shape), q[2 * n:]
+                _, a_z, a_theta = dynamics.unpack(q)
                 if step is None or field.steps - steps_before > 1:
                     step = field.last_accepted_dt  # else one step, capped by the interval: keep the larger one
+            if j == 1 and time_grads is not None:  # eq. (time-gradients): -a_z(t_0)·f, before the jump at t_0
+                time_grads[0] = -_dot(a_z, _eval(problem.func, grid[0], states[0], field))
             a_z = a_z + grad_states[j - 1]
         if time_grads is not None:
             if differentiable:
                 warnings.warn("odeint_adjoint: second derivatives involving t are not computed; the time "
                               "gradient is returned, but it is treated as constant in t.", stacklevel=2)
-            a_z_after = a_z - grad_states[0]
-            time_grads[0] = -_dot(a_z_after, _eval(problem.func, grid[0], states[0], field))
             time_grads = torch.stack(time_grads)
         problem.count(field, "backward")
 
