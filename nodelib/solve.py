@@ -132,7 +132,9 @@ def check_state(y0: Tensor) -> None:
         raise TypeError(f"y0 must be a torch.Tensor, got {type(y0).__name__}.")
     if not y0.is_floating_point():
         raise ValueError(f"y0 must be a floating-point tensor, got dtype {y0.dtype}.")
-    if not torch.isfinite(y0).all():
+    with torch.no_grad():  # no graph for the check (it would hold y0 for a backward pass that never comes)
+        finite = bool(torch.isfinite(y0).all())
+    if not finite:
         raise ValueError("y0 must be finite, got NaN or infinite entries.")
 
 
