@@ -3,17 +3,18 @@
 ``MLPField`` is the free-form field of Parts I and II: a multilayer perceptron on the state with
 the time appended to its input, ``f(z, t) = MLP([z, t])`` (chapter "From residual networks to
 ODEs"). ``GatedPlanarField`` is the continuous planar flow of Part II, a gated sum of planar terms
-whose divergence ``tr ∇_§1 f`` has a closed form (chapter "Continuous planar flows"). Fields follow
-torchdiffeq's calling convention ``field(t, z)``.
+whose divergence ``tr ∇_§1 f`` has a closed form (chapter "Continuous planar flows").
+``ConvField`` is the time-concatenated convolutional field of the ODE-Net of Chen et al., acting on
+feature maps (chapter "ODE-Net on MNIST"). Fields follow torchdiffeq's calling convention ``field(t, z)``.
 """
 from __future__ import annotations
 
-from typing import Sequence, Type
+from typing import Optional, Sequence, Type
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLPField", "GatedPlanarField"]
+__all__ = ["MLPField", "GatedPlanarField", "ConvField"]
 
 
 class MLPField(nn.Module):
@@ -104,3 +105,54 @@ class GatedPlanarField(nn.Module):
         """``tr ∇_§1 f(z, t) = Σ_k σ_k(t) (u_kᵀw_k) h'(w_kᵀz + b_k)``, shape ``(...,)`` (eq. :eq:`gated-planar-trace`)."""
         h = torch.tanh(self._pre_activation(z))
         return (1 - h * h) @ (self.gates(t) * (self.u * self.w).sum(-1))
+
+class ConvField(nn.Module):
+    """The ODE-Net field of Chen et al. (2018) on feature maps ``z`` of shape ``(B, C, H, W)``:
+
+    ``f(z, t) = N(K_2(t, ρ(N(K_1(t, ρ(N(z)))))))``,
+
+    where ``N`` is group normalisation, ``ρ`` the ReLU and ``K_i(t, u)`` a ``kernel_size`` convolution
+    (stride 1, padding that keeps ``H`` and ``W``) of ``u`` with one more input channel filled with
+    the time ``t``: the convolutional analogue of appending ``t`` to an MLP's input. Used as the
+    block of the ODE-Net and RK-Net of Table 1 (chapter "ODE-Net on MNIST").
+
+    Args:
+        channels: ``C``, the number of feature maps (in and out).
+        groups: number of groups of each normalisation; default ``min(32, channels)``.
+        kernel_size: odd side ``k`` of the convolution kernels.
+        time_dependent: add the time channel (``False`` gives an autonomous field ``f(z)``).
+
+    Parameters: ``2 (C + τ) C k² + 2 C`` in the convolutions (``τ`` = 1 if time-dependent, else 0)
+    and ``6 C`` in the three normalisations.
+    """
+
+    def __init__(self, channels: int, *, groups: Optional[int] = None, kernel_size: int = 3,
+                 time_dependent: bool = True):
+        super().__init__()
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive int, got {channels!r}.")
+        groups = min(32, channels) if groups is None else groups
+        if not isinstance(groups, int) or groups < 1 or channels % groups:
+            raise ValueError(f"groups must be a positive int dividing channels={channels}, got {groups!r}.")
+        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}.")
+        self.channels = channels
+        self.time_dependent = time_dependent
+        extra = int(time_dependent)
+        self.norm1 = nn.GroupNorm(groups, channels)
+        self.conv1 = nn.Conv2d(channels + extra, channels, kernel_size, padding=kernel_size // 2)
+        self.norm2 = nn.GroupNorm(groups, channels)
+        self.conv2 = nn.Conv2d(channels + extra, channels, kernel_size, padding=kernel_size // 2)
+        self.norm3 = nn.GroupNorm(groups, channels)
+
+    def _conv(self, conv: nn.Conv2d, t: Tensor, u: Tensor) -> Tensor:
+        if self.time_dependent:
+            u = torch.cat([u, t.to(u).expand(u.shape[0], 1, *u.shape[2:])], dim=1)
+        return conv(u)
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        if z.dim() != 4 or z.shape[1] != self.channels:
+            raise ValueError(f"z must have shape (batch, {self.channels}, height, width), got {tuple(z.shape)}.")
+        u = self._conv(self.conv1, t, torch.relu(self.norm1(z)))
+        u = self._conv(self.conv2, t, torch.relu(self.norm2(u)))
+        return self.norm3(u)
