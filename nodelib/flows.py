@@ -115,9 +115,13 @@ class PlanarLayer(nn.Module):
 
     def u_hat(self) -> Tensor:
         """``û = u + (m(wᵀu) - wᵀu) w / ‖w‖²``, ``m(x) = -1 + softplus(x)``, so that ``wᵀû = m(wᵀu) > -1``."""
+        return self._constrained()[0]
+
+    def _constrained(self) -> tuple[Tensor, Tensor]:
+        """``(û, 1 + wᵀû)``, the second taken as ``softplus(wᵀu) ≥ 0`` rather than recomputed with rounding."""
         wu = self.w @ self.u
-        m = F.softplus(wu) - 1
-        return self.u + (m - wu) * self.w / (self.w @ self.w).clamp_min(torch.finfo(self.w.dtype).tiny)
+        slack = F.softplus(wu)
+        return self.u + (slack - 1 - wu) * self.w / (self.w @ self.w).clamp_min(torch.finfo(self.w.dtype).tiny), slack
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``(g(z), log|det ∇g(z)|)`` with shapes ``(..., n)`` and ``(...,)`` (eq. :eq:`planar-logdet`)."""
@@ -130,21 +134,29 @@ class PlanarLayer(nn.Module):
         return self._inverse(y)
 
     def _map(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        u = self.u_hat()
-        h = torch.tanh(z @ self.w + self.b)
-        # ûᵀψ(z) = h'(wᵀz + b) wᵀû > -1, so the determinant 1 + ûᵀψ is positive.
-        return z + h.unsqueeze(-1) * u, torch.log1p((1 - h * h) * (self.w @ u))
+        u, slack = self._constrained()
+        t = torch.tanh(z @ self.w + self.b)
+        return z + t.unsqueeze(-1) * u, self._logdet(t, slack)
 
     def _inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        u = self.u_hat()
-        c = self.w @ u
+        u, slack = self._constrained()
+        c = slack - 1  # wᵀû
         s = y @ self.w + self.b
         a = _solve_monotone(s.detach(), c.detach())
         # One Newton step with the graph: same value at the root, exact first derivatives.
         t = torch.tanh(a)
-        a = a - (a + c * t - s) / (1 + c * (1 - t * t))
-        h = torch.tanh(a)
-        return y - h.unsqueeze(-1) * u, -torch.log1p((1 - h * h) * c)
+        a = a - (a + c * t - s) / (t * t + (1 - t * t) * slack)
+        t = torch.tanh(a)
+        return y - t.unsqueeze(-1) * u, -self._logdet(t, slack)
+
+    @staticmethod
+    def _logdet(t: Tensor, slack: Tensor) -> Tensor:
+        """``log(1 + ûᵀψ) = log(1 + h'(a) wᵀû)`` written as ``log(tanh² a + h'(a) (1 + wᵀû))``.
+
+        Both terms are non-negative, so the determinant stays positive in floating point even when
+        ``wᵀû`` rounds to ``-1``; the plain form ``1 + h' wᵀû`` would then reach 0 at ``a = 0``.
+        """
+        return torch.log(t * t + (1 - t * t) * slack)
 
 
 class PlanarFlow(nn.Module):
