@@ -1,110 +1,68 @@
-"""Side-by-side benchmark: nodelib.odeint_adjoint against torchdiffeq, in one process.
+"""nodelib.odeint_adjoint against torchdiffeq.odeint_adjoint, side by side in one process.
 
-Run ``python benchmarks/adjoint.py`` (add ``--quick`` for a smoke run). For each problem it runs the
-two adjoints (and direct backprop as a memory reference) in alternating order, ``--repeats``
-times, and prints NFE forward/backward, the median forward+backward wall time, the memory kept
-for the backward pass, the relative gradient difference, and the time ratio nodelib/torchdiffeq.
+    python benchmarks/adjoint.py            # the full table recorded in benchmarks/README.md
+    python benchmarks/adjoint.py --quick    # fewer problems and repeats, for a smoke run
+
+Direct backprop through torchdiffeq.odeint runs beside them as the memory reference (once only on
+the 10,000-step problem, where it keeps about 10 GiB). A float64 section checks gradient accuracy
+against direct backprop at rtol 1e-10 and against a tight reference.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import platform
-import statistics
-import time
 
 import torch
 import torchdiffeq
-from torch import nn
 
 import nodelib
+from nodelib.benchmark import compare, markdown_table, standard_problems
 
 
-class MLPField(nn.Module):
-    """The benchmark's vector field: an MLP 3-64-64-2 with tanh on (z, t), z in R^2."""
+def accuracy_rows() -> list[str]:
+    """Float64: nodelib's adjoint and direct backprop at rtol 1e-10, against a 1e-13 reference."""
+    torch.manual_seed(0)
+    field = nodelib.MLPField(2, hidden=(64, 64)).double()
+    y0 = torch.randn(512, 2, dtype=torch.float64)
+    target = torch.randn(2, 512, 2, dtype=torch.float64)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
 
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(3, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 2))
-        self.nfe = 0
+    def grad(solver, tol):
+        z = y0.clone().requires_grad_(True)
+        loss = ((solver(field, z, t, rtol=tol, atol=tol) - target) ** 2).mean()
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, [z, *field.parameters()])])
 
-    def forward(self, t, z):
-        self.nfe += 1
-        return self.net(torch.cat([z, t.to(z).expand(z.shape[0], 1)], dim=1))
-
-
-def kept_bytes(run):
-    """Bytes of distinct tensor storages autograd keeps for the backward pass of ``run()``."""
-    storages = {}
-
-    def pack(x):
-        storages[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
-        return x
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
-        out = run()
-    return out, sum(storages.values())
+    reference = grad(torchdiffeq.odeint, 1e-13)
+    ours, direct, peer = (grad(s, 1e-10) for s in (nodelib.odeint_adjoint, torchdiffeq.odeint,
+                                                    torchdiffeq.odeint_adjoint))
+    rel = lambda a, b: float((a - b).norm() / b.norm())  # noqa: E731
+    return ["| quantity (float64, dopri5, rtol = atol = 1e-10) | relative difference |", "|---|---|",
+            f"| nodelib adjoint vs direct backprop | {rel(ours, direct):.1e} |",
+            f"| nodelib adjoint vs reference (direct, 1e-13) | {rel(ours, reference):.1e} |",
+            f"| direct backprop vs reference (direct, 1e-13) | {rel(direct, reference):.1e} |",
+            f"| torchdiffeq adjoint vs reference (direct, 1e-13) | {rel(peer, reference):.1e} |"]
 
 
-def problem_list(quick):
-    rk4 = [100, 1000] if quick else [100, 1000, 10000]
-    problems = [dict(name="dopri5 1e-5", t=torch.tensor([0.0, 1.0]), kw=dict(method="dopri5", rtol=1e-5, atol=1e-5))]
-    problems += [dict(name=f"rk4 {n} steps", t=torch.tensor([0.0, 1.0]),
-                      kw=dict(method="rk4", options=dict(step_size=1.0 / n))) for n in rk4]
-    problems.append(dict(name="dopri5 1e-5, 100 obs", t=torch.linspace(0.0, 1.0, 101),
-                         kw=dict(method="dopri5", rtol=1e-5, atol=1e-5)))
-    return problems
-
-
-def run_once(solver, field, y0, t, kw, target):
-    stats = nodelib.SolveStats()
-    extra = dict(stats=stats) if solver is nodelib.odeint_adjoint else {}
-    field.nfe = 0
-    y0 = y0.clone().requires_grad_(True)
-    start = time.perf_counter()
-    ys, kept = kept_bytes(lambda: solver(field, y0, t, **kw, **extra))
-    nfe_f = field.nfe
-    loss = ((ys - target) ** 2).mean()
-    grads = torch.autograd.grad(loss, [y0, *field.parameters()])
-    elapsed = time.perf_counter() - start
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    return dict(time=elapsed, kept=kept, nfe_f=nfe_f, nfe_b=field.nfe - nfe_f, grad=flat)
-
-
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="fewer problems and repeats")
+    parser.add_argument("--quick", action="store_true", help="rk4 at 100 and 1,000 steps only, 2 repeats")
     args = parser.parse_args()
     torch.set_num_threads(1)
     repeats = 2 if args.quick else args.repeats
-    print(f"# torch {torch.__version__}, torchdiffeq {torchdiffeq.__version__}, nodelib {nodelib.__version__}, "
-          f"{platform.machine()}, 1 thread, batch 512, float32, median of {repeats} paired runs")
-    header = ("| problem | solver | NFE fwd/bwd | fwd+bwd s | kept MiB | rel. grad diff to torchdiffeq | "
-              "time ratio nodelib/torchdiffeq |")
-    print(header)
-    print("|" + "---|" * 7)
-    for prob in problem_list(args.quick):
-        torch.manual_seed(0)
-        field = MLPField()
-        y0 = torch.randn(512, 2)
-        target = torch.randn(len(prob["t"]), 512, 2)
-        solvers = {"nodelib adjoint": nodelib.odeint_adjoint, "torchdiffeq adjoint": torchdiffeq.odeint_adjoint,
-                   "torchdiffeq direct": torchdiffeq.odeint}
-        results = {name: [] for name in solvers}
-        for r in range(repeats):
-            order = list(solvers) if r % 2 == 0 else list(solvers)[::-1]
-            if "10000" in prob["name"] and r > 0:
-                order = [o for o in order if o != "torchdiffeq direct"]
-            for name in order:
-                results[name].append(run_once(solvers[name], field, y0, prob["t"], prob["kw"], target))
-        ref = results["torchdiffeq adjoint"][0]["grad"]
-        med = {name: statistics.median(x["time"] for x in res) for name, res in results.items()}
-        for name, res in results.items():
-            first = res[0]
-            diff = ((first["grad"] - ref).norm() / ref.norm()).item()
-            ratio = f"{med[name] / med['torchdiffeq adjoint']:.2f}" if name == "nodelib adjoint" else ""
-            print(f"| {prob['name']} | {name} | {first['nfe_f']} / {first['nfe_b']} | {med[name]:.3f} | "
-                  f"{first['kept'] / 2**20:.3f} | {diff:.1e} | {ratio} |")
+    print(f"{datetime.date.today()}, {platform.machine()} ({platform.processor() or 'cpu'}), 1 thread, "
+          f"torch {torch.__version__}, torchdiffeq {torchdiffeq.__version__}, nodelib {nodelib.__version__}; "
+          f"float32, batch 512, median of {repeats} alternating runs\n")
+    solvers = {"nodelib adjoint": nodelib.odeint_adjoint, "torchdiffeq adjoint": torchdiffeq.odeint_adjoint,
+               "direct backprop": torchdiffeq.odeint}
+    rows = []
+    for problem in standard_problems(rk4_steps=(100, 1000) if args.quick else (100, 1000, 10000)):
+        rows += compare(problem, solvers, reference="torchdiffeq adjoint", repeats=repeats,
+                        skip_repeats=("direct backprop",) if "10000" in problem.name else ())
+        print(markdown_table(rows[-3:], reference="torchdiffeq adjoint").split("\n", 2)[-1], flush=True)
+    print("\n" + markdown_table(rows, reference="torchdiffeq adjoint"))
+    print("\n" + "\n".join(accuracy_rows()))
 
 
 if __name__ == "__main__":

@@ -156,3 +156,30 @@ class ConvField(nn.Module):
         u = self._conv(self.conv1, t, torch.relu(self.norm1(z)))
         u = self._conv(self.conv2, t, torch.relu(self.norm2(u)))
         return self.norm3(u)
+
+
+class ContractingReadoutField(nn.Module):
+    """``dz1/dt = -λ z1 + g1(z)``, ``dz2/dt = g2(z)`` with ``g`` a small MLP: a stiff test problem.
+
+    Strongly contracting in ``z1`` and neutral in ``z2``; a loss on ``z2`` keeps the adjoint from
+    decaying, while reconstructing ``z1`` backwards in time amplifies any error by about
+    ``exp(λ t)``: the case where the plain adjoint's gradient is wrong (Gholami et al. 2019), used
+    in the chapters "Adjoint gradients in practice" and "Faster and more accurate adjoints".
+
+    Args:
+        lam: the contraction rate ``λ`` (positive).
+        hidden: width of the MLP ``g``.
+    """
+
+    def __init__(self, lam: float, hidden: int = 32):
+        super().__init__()
+        if not lam > 0:
+            raise ValueError(f"lam must be positive, got {lam!r}.")
+        self.lam = float(lam)
+        self.g = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 2))
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        if z.shape[-1] != 2:
+            raise ValueError(f"z must have last dimension 2, got shape {tuple(z.shape)}.")
+        g = self.g(z)
+        return torch.stack([-self.lam * z[..., 0] + g[..., 0], g[..., 1]], dim=-1)

@@ -2,27 +2,9 @@
 import pytest
 import torch
 import torchdiffeq
-from torch import nn
 
 import nodelib
 from fields import TimeMLP, rel
-
-
-class ContractingReadout(nn.Module):
-    """z1' = -lam z1 + g1(z),  z2' = g2(z): strongly contracting in z1, read out through z2.
-
-    The loss depends on z2, so the adjoint does not decay, while reverse-time reconstruction of z1
-    amplifies any error by exp(lam * t): the case where the plain adjoint fails.
-    """
-
-    def __init__(self, lam):
-        super().__init__()
-        self.lam = lam
-        self.net = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 2))
-
-    def forward(self, t, z):
-        g = self.net(z)
-        return torch.stack([-self.lam * z[..., 0] + g[..., 0], g[..., 1]], dim=-1)
 
 
 def grads(solver, func, y0, t, **kw):
@@ -32,7 +14,7 @@ def grads(solver, func, y0, t, **kw):
 
 
 def test_checkpoints_repair_the_contracting_example():
-    func = ContractingReadout(lam=30.0)
+    func = nodelib.dynamics.ContractingReadoutField(lam=30.0)
     y0 = torch.randn(8, 2)
     t = torch.tensor([0.0, 1.0])
     ref = grads(torchdiffeq.odeint, func, y0, t, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,139 @@
+"""Side-by-side measurements of adjoint implementations (chapter "Faster and more accurate adjoints").
+
+Used by ``benchmarks/adjoint.py`` (the recorded table in ``benchmarks/README.md``) and by the chapter.
+Every solver runs on the same field, initial state, times and loss, in one process, in alternating
+order; the table reports NFE, median forward+backward wall time, memory kept for the backward pass,
+the gradient's relative error against the exact gradient (direct backprop through dopri5 at
+tolerance 1e-12 in float64), and the time ratio to a reference solver.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Callable, Dict, List, Sequence
+
+import torch
+import torchdiffeq
+from torch import Tensor, nn
+
+from .dynamics import MLPField
+from .memory import kept_for_backward
+
+__all__ = ["Problem", "Row", "standard_problems", "compare", "markdown_table"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One benchmark problem: times ``t`` and the keyword arguments shared by every solver."""
+
+    name: str
+    t: Tensor
+    solver_kwargs: dict
+    batch: int = 512
+
+
+@dataclasses.dataclass
+class Row:
+    """One solver on one problem (NFE of the first run, median time over runs)."""
+
+    problem: str
+    solver: str
+    nfe_forward: int
+    nfe_backward: int
+    seconds: float
+    kept_bytes: int
+    grad_error: float
+    time_ratio: float
+
+
+class _Counted(nn.Module):
+    """The benchmark field, counting its evaluations whichever library calls it."""
+
+    def __init__(self, field: nn.Module):
+        super().__init__()
+        self.field = field
+        self.calls = 0
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        self.calls += 1
+        return self.field(t, z)
+
+
+def standard_problems(*, rk4_steps: Sequence[int] = (100, 1000, 10000), observations: int = 100,
+                      dtype: torch.dtype = torch.float32) -> List[Problem]:
+    """The issue's problems: MLP 3-64-64-2 tanh field, batch 512, t in [0, 1].
+
+    dopri5 at rtol = atol = 1e-5; rk4 at the given numbers of steps; and a loss on ``observations``
+    equally spaced times with dopri5 at torchdiffeq's default tolerances (rtol 1e-7, atol 1e-9).
+    """
+    t01 = torch.tensor([0.0, 1.0], dtype=dtype)
+    problems = [Problem("dopri5 1e-5", t01, dict(method="dopri5", rtol=1e-5, atol=1e-5))]
+    problems += [Problem(f"rk4 {n} steps", t01, dict(method="rk4", options=dict(step_size=1.0 / n)))
+                 for n in rk4_steps]
+    if observations:
+        problems.append(Problem(f"dopri5 default tol, {observations} obs",
+                                torch.linspace(0.0, 1.0, observations + 1, dtype=dtype), dict(method="dopri5")))
+    return problems
+
+
+def _run(solver: Callable, field: _Counted, y0: Tensor, problem: Problem, target: Tensor) -> dict:
+    field.calls = 0
+    y0 = y0.clone().requires_grad_(True)
+    start = time.perf_counter()
+    ys, kept = kept_for_backward(lambda: solver(field, y0, problem.t, **problem.solver_kwargs))
+    nfe_forward = field.calls
+    loss = ((ys - target) ** 2).mean()
+    grads = torch.autograd.grad(loss, [y0, *field.parameters()])
+    seconds = time.perf_counter() - start
+    return dict(seconds=seconds, kept=kept, nfe_f=nfe_forward, nfe_b=field.calls - nfe_forward,
+                grad=torch.cat([g.reshape(-1) for g in grads]))
+
+
+def compare(problem: Problem, solvers: Dict[str, Callable], *, reference: str, repeats: int = 5,
+            seed: int = 0, skip_repeats: Sequence[str] = ()) -> List[Row]:
+    """Run every solver ``repeats`` times on ``problem`` in alternating order; one :class:`Row` each.
+
+    ``reference`` names the solver that time ratios are taken against;
+    solvers in ``skip_repeats`` run once (for example direct backprop where it needs gigabytes).
+    """
+    if reference not in solvers:
+        raise ValueError(f"reference={reference!r} is not one of the solvers {sorted(solvers)}.")
+    if repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}.")
+    dtype = problem.t.dtype
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    field = _Counted(MLPField(2, hidden=(64, 64)).to(dtype))
+    y0 = torch.randn(problem.batch, 2, generator=generator, dtype=dtype)
+    target = torch.randn(len(problem.t), problem.batch, 2, generator=generator, dtype=dtype)
+    for solver in solvers.values():  # warm-up: first calls pay one-off costs
+        _run(solver, field, y0[:8], dataclasses.replace(problem, batch=8), target[:, :8])
+    runs: Dict[str, list] = {name: [] for name in solvers}
+    for r in range(repeats):
+        order = list(solvers) if r % 2 == 0 else list(solvers)[::-1]
+        for name in order:
+            if r == 0 or name not in skip_repeats:
+                runs[name].append(_run(solvers[name], field, y0, problem, target))
+    median = {name: statistics.median(run["seconds"] for run in results) for name, results in runs.items()}
+    exact_problem = Problem(problem.name, problem.t.double(), dict(method="dopri5", rtol=1e-12, atol=1e-12))
+    exact = _run(torchdiffeq.odeint, field.double(), y0.double(), exact_problem, target.double())["grad"]
+    field.to(dtype)
+    rows = []
+    for name, results in runs.items():
+        first = results[0]
+        error = float((first["grad"].double() - exact).norm() / exact.norm())
+        rows.append(Row(problem.name, name, first["nfe_f"], first["nfe_b"], median[name], first["kept"], error,
+                        median[name] / median[reference]))
+    return rows
+
+
+def markdown_table(rows: Sequence[Row], *, reference: str) -> str:
+    """The rows as a Markdown table, with the time ratio to ``reference``."""
+    lines = [f"| problem | solver | NFE fwd / bwd | fwd+bwd s (median) | kept for backward MiB | "
+             f"grad. rel. error vs exact | time ratio to {reference} |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.problem} | {r.solver} | {r.nfe_forward} / {r.nfe_backward} | {r.seconds:.3f} | "
+                     f"{r.kept_bytes / 2 ** 20:.3f} | {r.grad_error:.1e} | {r.time_ratio:.2f} |")
+    return "\n".join(lines)
