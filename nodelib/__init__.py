@@ -5,16 +5,22 @@ The public surface, by chapter of the book:
 * :func:`odeint_adjoint`, :class:`AugmentedDynamics` - the adjoint sensitivity method (Theorem 1);
 * :func:`odeint`, :class:`SolveStats`, :class:`SolverError` - black-box solves with counts and guards;
 * :class:`MLPField` - the free-form vector field ``f(z, t) = MLP([z, t])``;
+* :func:`trace_exact`, :func:`trace_hutchinson`, :func:`draw_noise` - ``tr ∇_§1 f`` (Theorem 2);
+* :class:`CNF`, :class:`StandardNormal`, :func:`log_prob_gradients` - continuous normalizing flows;
 * :class:`PlanarFlow`, :class:`PlanarLayer` - discrete planar flows; :class:`GatedPlanarField` - their
   continuous, gated counterpart with a closed-form trace;
 * :func:`seed_everything` - determinism for chapters and experiments.
 """
 from .adjoint import AugmentedDynamics, odeint_adjoint
+from .cnf import CNF, StandardNormal, log_prob_gradients
 from .dynamics import GatedPlanarField, MLPField
 from .flows import PlanarFlow, PlanarLayer
 from .reproducibility import seed_everything
 from .solve import SolverError, SolveStats, odeint
+from .trace import NOISE_TYPES, TRACE_METHODS, draw_noise, trace_exact, trace_hutchinson
 
 __all__ = ["odeint", "odeint_adjoint", "AugmentedDynamics", "SolveStats", "SolverError", "MLPField", "seed_everything",
+           "CNF", "StandardNormal", "log_prob_gradients",
+           "trace_exact", "trace_hutchinson", "draw_noise", "TRACE_METHODS", "NOISE_TYPES",
            "PlanarFlow", "PlanarLayer", "GatedPlanarField"]
 __version__ = "0.1.0"
