@@ -233,6 +233,8 @@ function mathjax() {
   if (mj && mj.startup && mj.startup.promise) return mj.startup.promise.then(() => "typeset", e => "error: " + e);
   const wants = document.querySelector('script[src*="mathjax" i]');
   if (!wants) return Promise.resolve("absent");
+  // the page has loaded (deferred scripts ran) and MathJax is still not there: it never will be
+  if (document.readyState === "complete" && Date.now() - start > 2000) return Promise.resolve("MathJax did not load");
   if (Date.now() - start > 15000) return Promise.resolve("MathJax did not start");
   return new Promise(r => setTimeout(r, 50)).then(mathjax);
 }

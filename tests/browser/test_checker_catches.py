@@ -151,3 +151,14 @@ def test_nothing_else_is_reported(broken_report):
                "notAFunctionOnThisPage", "searching", "gone-", "equation-renamed", "raw TeX"]
     stray = [p for p in broken_report.problems if not any(n in p for n in needles)]
     assert not stray, stray
+
+
+def test_a_page_without_mathjax_fails(broken_site, driver, book_config, tmp_path):
+    """MathJax missing altogether (here: an empty local copy) is reported, not passed silently."""
+    copy, original, _ = broken_site
+    with sitecheck.SiteServer(copy, tmp_path) as server:
+        report = sitecheck.PageChecker(driver, server, book_config, ROOT).check(original)
+    problems = report.problems
+    assert any(p.startswith("math: MathJax did not typeset the page (MathJax did not load)") for p in problems), problems
+    assert any(p.startswith("math: formula not typeset by MathJax") for p in problems), problems
+    assert any(p.startswith("http: page: /__local_mathjax__/es5/tex-mml-chtml.js answered 404") for p in problems), problems
