@@ -11,7 +11,9 @@ The pytest files in this folder drive it (``make browser``); the pieces are:
 - :class:`PageChecker` opens one page, waits for MathJax, and returns the list of problems a reader
   would see: console errors, raw or broken math, images that did not load, theorem boxes without a
   number or a body, cross-references that do not resolve, a wrong Colab link, a search box that does
-  not find the page. Each problem is a string that starts with its kind (``"image: ..."``).
+  not find the page. Each problem is one line that starts with its kind: ``console``, ``http``
+  (a request the server answered with an error), ``math``, ``image``, ``proof``, ``xref``,
+  ``link``, ``colab``, ``search`` or ``page``.
 """
 from __future__ import annotations
 
@@ -42,8 +44,6 @@ CHROMIUM_FLAGS = (
     "--disable-dev-shm-usage", "--disable-extensions", "--hide-scrollbars",
     "--window-size=1280,1000",
 )
-# The kinds of problem a page can have; each reported problem starts with one of them.
-KINDS = ("console", "http", "math", "image", "proof", "xref", "link", "colab", "search", "page")
 
 
 # --------------------------------------------------------------------------- book configuration
@@ -346,7 +346,6 @@ class PageReport:
     problems: list[str]
     search_word: str | None = None
     screenshots: list[pathlib.Path] = dataclasses.field(default_factory=list)
-    seconds: float = 0.0
 
 
 class _Ids(html.parser.HTMLParser):
@@ -379,7 +378,6 @@ class PageChecker:
         ``source`` is the page's source file relative to the book root (found next to the
         docname when omitted); a notebook source means a Colab launch link is expected.
         """
-        start = time.perf_counter()
         report = PageReport(docname, [])
         problems = report.problems
         html_path = self.server.site / f"{docname}.html"
@@ -405,7 +403,6 @@ class PageChecker:
         report.search_word = self._check_search(page, url, problems)
         self._console_and_http(problems, where="search page")
         report.problems[:] = list(dict.fromkeys(problems))   # a resource asked twice: one problem
-        report.seconds = time.perf_counter() - start
         return report
 
     # ---- the checks
