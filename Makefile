@@ -53,6 +53,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory unit && \
 	$(MAKE) --no-print-directory notebooks && \
 	$(MAKE) --no-print-directory html && \
+	$(MAKE) --no-print-directory browser && \
 	echo "make test: all passed in $$(( $$(date +%s) - start )) s"
 
 clean:

@@ -9,10 +9,10 @@ import torch
 __all__ = ["seed_everything"]
 
 
-def seed_everything(seed: int = 0, *, threads: int | None = None) -> torch.Generator:
+def seed_everything(seed: int = 0, *, threads: int | None = None) -> None:
     """Seed Python's, NumPy's and PyTorch's generators; optionally fix PyTorch's CPU thread count.
 
-    Returns a ``torch.Generator`` seeded with ``seed`` for code that wants its own stream.
+    Returns nothing (a notebook cell ending with this call prints no object address).
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
@@ -21,4 +21,3 @@ def seed_everything(seed: int = 0, *, threads: int | None = None) -> torch.Gener
     torch.manual_seed(seed)
     if threads is not None:
         torch.set_num_threads(threads)
-    return torch.Generator().manual_seed(seed)
