@@ -95,6 +95,9 @@ class GatedPlanarField(nn.Module):
         if not isinstance(z, Tensor) or z.dim() < 1 or z.shape[-1] != self.dim:
             shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
             raise ValueError(f"z must be a tensor of shape (..., {self.dim}), got {shape}.")
+        if z.dtype != self.w.dtype or z.device != self.w.device:
+            raise ValueError(f"z has dtype {z.dtype} on {z.device} but the field's parameters have dtype "
+                             f"{self.w.dtype} on {self.w.device}; convert one of them, e.g. z.to({self.w.dtype}).")
         return z @ self.w.T + self.b
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:

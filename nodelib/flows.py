@@ -50,11 +50,14 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
     return -0.5 * (z * z).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
 
 
-def _check_points(x: Tensor, dim: int, name: str) -> None:
+def _check_points(x: Tensor, dim: int, name: str, like: Tensor) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}.")
+    if x.dtype != like.dtype or x.device != like.device:
+        raise ValueError(f"{name} has dtype {x.dtype} on {x.device} but the flow's parameters have dtype "
+                         f"{like.dtype} on {like.device}; convert one of them, e.g. {name}.to({like.dtype}).")
     if x.dim() < 1 or x.shape[-1] != dim:
         raise ValueError(f"{name} must have shape (..., {dim}), got {tuple(x.shape)}.")
     if not torch.isfinite(x).all():
@@ -125,12 +128,12 @@ class PlanarLayer(nn.Module):
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``(g(z), log|det ∇g(z)|)`` with shapes ``(..., n)`` and ``(...,)`` (eq. :eq:`planar-logdet`)."""
-        _check_points(z, self.dim, "z")
+        _check_points(z, self.dim, "z", self.w)
         return self._map(z)
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """``(g⁻¹(y), log|det ∇g⁻¹(y)|)`` by the scalar root finder of eq. :eq:`planar-inverse`."""
-        _check_points(y, self.dim, "y")
+        _check_points(y, self.dim, "y", self.w)
         return self._inverse(y)
 
     def _map(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -201,17 +204,17 @@ class PlanarFlow(nn.Module):
 
     def to_base(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(z, log|det ∂z/∂x|)``: the base point of the data point ``x`` and the log-determinant."""
-        _check_points(x, self.dim, "x")
+        _check_points(x, self.dim, "x", self.layers[0].w)
         return self._explicit(x) if self.direction == "normalizing" else self._implicit(x)
 
     def to_data(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``(x, log|det ∂x/∂z|)``: the data point of the base point ``z`` and the log-determinant."""
-        _check_points(z, self.dim, "z")
+        _check_points(z, self.dim, "z", self.layers[0].w)
         return self._explicit(z) if self.direction == "generative" else self._implicit(z)
 
     def path_to_data(self, z: Tensor) -> Tensor:
         """The states from the base point ``z`` to its data point, one per layer: shape ``(K + 1, ..., n)``."""
-        _check_points(z, self.dim, "z")
+        _check_points(z, self.dim, "z", self.layers[0].w)
         states = [z]
         layers = self.layers if self.direction == "generative" else reversed(self.layers)
         for layer in layers:

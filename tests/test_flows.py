@@ -182,6 +182,8 @@ def test_bad_input_is_rejected_with_clear_errors():
         flow.log_prob(torch.ones(4, 2, dtype=torch.int64))
     with pytest.raises(TypeError, match="torch.Tensor"):
         flow.log_prob([[0.0, 1.0]])
+    with pytest.raises(ValueError, match="x has dtype torch.float32 .* parameters have dtype torch.float64"):
+        flow.log_prob(torch.randn(4, 2, dtype=torch.float32))
     with pytest.raises(ValueError, match="direction must be one of"):
         PlanarFlow(2, 3, direction="forward")
     with pytest.raises(ValueError, match="n_layers must be a positive int"):

@@ -59,6 +59,8 @@ def test_bad_input_is_rejected_with_clear_errors():
         field(torch.tensor(0.0), torch.randn(4, 3))
     with pytest.raises(ValueError, match=r"z must be a tensor of shape"):
         field.divergence(torch.tensor(0.0), torch.randn(4, 5))
+    with pytest.raises(ValueError, match="z has dtype torch.float32"):
+        field.divergence(torch.tensor(0.0), torch.randn(4, 2, dtype=torch.float32))
     with pytest.raises(ValueError, match="t must be a scalar time"):
         field(torch.zeros(4), torch.randn(4, 2))
     with pytest.raises(ValueError, match="n_components must be a positive int"):
