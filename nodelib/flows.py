@@ -69,7 +69,8 @@ def _solve_monotone(s: Tensor, c: Tensor, *, max_iter: int = 200) -> Tensor:
 
     Newton's method safeguarded by bisection inside the bracket ``[s - |c|, s + |c|]``: a Newton
     step that leaves the bracket, or that is not at least twice as short as the step before the
-    last, is replaced by a bisection step, so the bracket at least halves every two iterations.
+    last, is replaced by a bisection step (the rule of Numerical Recipes' ``rtsafe``), so the steps
+    shrink at least geometrically while Newton's quadratic convergence is kept near the root.
     Runs without building a graph.
     """
     with torch.no_grad():
