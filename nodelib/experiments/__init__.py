@@ -1,0 +1,18 @@
+"""The paper's experiments (Part III of the book), as importable functions with a command line.
+
+* :mod:`nodelib.experiments.mnist` - Table 1 and Fig. 3 of Chen et al. (2018): MLP, ResNet,
+  RK-Net and ODE-Net on the digits, MNIST or Fashion-MNIST (chapter "ODE-Net on MNIST");
+* :mod:`nodelib.experiments.classifiers` - the four models;
+* :mod:`nodelib.experiments.measure` - parameter counts and the memory kept for the backward pass;
+* :mod:`nodelib.experiments.runs` - devices, provenance, checkpoints, atomic result files.
+
+Command line: ``python -m nodelib.experiments mnist --preset quick|full [--dataset ...] --out DIR``
+(``python -m nodelib.experiments --help``). The core of nodelib never imports this package.
+"""
+from .classifiers import MODELS, ODEBlock, SolverSettings, build_classifier
+from .measure import count_parameters, saved_tensor_bytes
+from .mnist import PAPER_TABLE1, PRESETS, Preset, get_preset, memory_against_steps
+from .mnist import run as run_mnist
+
+__all__ = ["MODELS", "ODEBlock", "SolverSettings", "build_classifier", "count_parameters", "saved_tensor_bytes",
+           "PAPER_TABLE1", "PRESETS", "Preset", "get_preset", "memory_against_steps", "run_mnist"]

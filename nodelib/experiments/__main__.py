@@ -1,0 +1,60 @@
+"""``python -m nodelib.experiments``: the paper's experiments from the command line.
+
+Example (a quick CPU run, then the paper's scale on a GPU)::
+
+    python -m nodelib.experiments mnist --preset quick --out results/mnist-quick
+    python -m nodelib.experiments mnist --preset full --dataset mnist --out results/mnist-full
+
+Running a command again with the same ``--out`` resumes from the last checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from ..data.images import DATASETS
+from .classifiers import MODELS
+from .mnist import PRESETS, run
+
+
+def _models(text: str) -> list:
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in models if m not in MODELS]
+    if bad or not models:
+        raise argparse.ArgumentTypeError(f"--models takes a comma-separated subset of {','.join(MODELS)}; got {text!r}")
+    return models
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nodelib.experiments",
+                                description="The experiments of Chen et al. (2018), as in the book's Part III.")
+    sub = p.add_subparsers(dest="experiment", required=True)
+    m = sub.add_parser("mnist", help="Table 1 / Fig. 3: MLP, ResNet, RK-Net, ODE-Net",
+                       description="Train the four models of Table 1 and write OUT/results.json.")
+    m.add_argument("--preset", choices=sorted(PRESETS), default="quick",
+                   help="quick: width 16 on the 8x8 digits (CPU); full: the paper's scale (GPU)")
+    m.add_argument("--dataset", choices=DATASETS, default=None, help="default: digits (quick), mnist (full)")
+    m.add_argument("--out", required=True, help="folder for results.json and checkpoints/ (rerun to resume)")
+    m.add_argument("--models", type=_models, default=list(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
+    m.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    m.add_argument("--root", default=None, help="folder of the data set's IDX files (mnist, fashion)")
+    m.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs")
+    m.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (smoke runs)")
+    m.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (1 is fastest for quick)")
+    m.add_argument("--budget-s", type=float, default=None,
+                   help="stop after the epoch in which this many seconds have passed (rerun to resume)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    if args.experiment == "mnist":
+        results = run(args.preset, dataset=args.dataset, out=args.out, models=args.models, device=args.device,
+                      root=args.root, budget_s=args.budget_s, threads=args.threads, epochs=args.epochs, train_limit=args.train_limit)
+        return 0 if results["status"] in ("complete", "incomplete") else 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Bookkeeping of long runs: device choice, provenance, atomic writes, resumable checkpoints.
+
+Every experiment of Part III ("The paper's experiments") writes its results through
+:func:`write_json_atomic` (a temporary file, then ``os.replace``: a reader never sees half a file)
+with a :func:`provenance` record, and saves a checkpoint after every epoch with
+:func:`save_checkpoint`, which :func:`load_checkpoint` reads back with
+``torch.load(..., weights_only=True)``: checkpoints hold only tensors and plain containers of
+numbers and strings, never pickled code.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+from typing import Any, Optional, Union
+
+import torch
+
+__all__ = ["pick_device", "provenance", "write_json_atomic", "save_checkpoint", "load_checkpoint", "log"]
+
+PathLike = Union[str, os.PathLike]
+
+
+def pick_device(device: Optional[str] = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else the CPU."""
+    if device is not None:
+        try:
+            return torch.device(device)
+        except RuntimeError as err:
+            raise ValueError(f"device={device!r} is not a valid torch device ('cpu', 'cuda', 'cuda:1').") from err
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _version(package: str) -> Optional[str]:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(device: torch.device, **extra: Any) -> dict:
+    """Where and how a result was produced: device name, library versions, date, command line."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_name()
+    command = None
+    if sys.argv and sys.argv[0]:
+        program = pathlib.Path(sys.argv[0])
+        program = ("python -m nodelib.experiments" if program.parent.name == "experiments"
+                   and program.name == "__main__.py" else program.name)
+        command = " ".join([program, *sys.argv[1:]])
+    return {
+        "device": str(device),
+        "device_name": name,
+        "cpu_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchdiffeq": _version("torchdiffeq"),
+        "nodelib": _version("nodelib"),
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "platform": platform.platform(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        **extra,
+    }
+
+
+def _replace_atomically(path: pathlib.Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json_atomic(path: PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` through a temporary file in the same folder."""
+    text = json.dumps(obj, indent=1, allow_nan=False) + "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    _replace_atomically(pathlib.Path(path), write)
+
+
+def save_checkpoint(path: PathLike, state: dict) -> None:
+    """Save ``state`` (tensors, numbers, strings, lists, dicts) atomically with ``torch.save``."""
+    _replace_atomically(pathlib.Path(path), lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: PathLike) -> Optional[dict]:
+    """The checkpoint at ``path`` (tensors on the CPU), or ``None`` if there is none."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def log(message: str) -> None:
+    """One plain-text progress line, flushed at once (no progress bars)."""
+    print(message, flush=True)
