@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .adjoint import odeint_adjoint
-from .solve import SolveStats, odeint
+from .solve import SolveStats, check_solver, odeint
 from .trace import check_noise_type, check_trace_method, draw_noise, trace_exact, trace_hutchinson
 
 __all__ = ["CNF", "StandardNormal", "log_prob_gradients", "GRADIENT_FORMULAS"]
@@ -124,6 +124,7 @@ class CNF(nn.Module):
         self.t0, self.t1 = float(t0), float(t1)
         self.base = base
         self.adjoint = bool(adjoint)
+        check_solver(method, rtol, atol, options)  # fail at construction, not at the first solve
         self.solver = dict(rtol=rtol, atol=atol, method=method, options=options)
 
     def extra_repr(self) -> str:

@@ -186,6 +186,8 @@ def test_bad_input_raises_clear_errors():
         nodelib.CNF(nodelib.MLPField(2), trace="closed_form")
     with pytest.raises(ValueError, match="dim"):
         nodelib.CNF(TimeMLP(2))  # no .dim attribute and no dim=
+    with pytest.raises(ValueError, match="method"):
+        nodelib.CNF(nodelib.MLPField(2), method="dopri4")
     with pytest.raises(ValueError, match="formula"):
         nodelib.log_prob_gradients(cnf, torch.randn(3, 2), formula="paper")
     with pytest.raises(ValueError, match="n must be"):
