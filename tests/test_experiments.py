@@ -1,0 +1,232 @@
+"""nodelib.experiments: the Table 1 models, their measurements, resumable runs and the command line.
+
+References: parameter counts by hand from the layer shapes; the ODE block against torchdiffeq and
+the adjoint gradient against direct backpropagation; saved-tensor memory against a hand count;
+a resumed run against an uninterrupted one; the command line against the same run in-process.
+"""
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchdiffeq
+from torch import nn
+
+import nodelib
+from nodelib.dynamics import ConvField
+from nodelib.experiments import (MODELS, PAPER_TABLE1, ODEBlock, SolverSettings, build_classifier, count_parameters,
+                                 get_preset, memory_against_steps, run_mnist, saved_tensor_bytes)
+from nodelib.experiments.mnist import backward_memory, random_shift
+from nodelib.experiments.runs import load_checkpoint
+
+from fields import rel
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def expected_params(kind, C, side, hidden=300):
+    """Parameter counts from the layer shapes (weights + biases; group norms: scale + shift)."""
+    n_down = 2 if side >= 16 else 1
+    stem = (1 * 9 * C + C) + n_down * (2 * C + 16 * C * C + C)   # 3x3 conv; (norm, 4x4 stride-2 conv) x n
+    head = 2 * C + (C * 10 + 10)                                   # norm, linear
+    block = 2 * (2 * C) + 2 * (9 * C * C)                          # two norms, two bias-free 3x3 convs
+    field = 3 * (2 * C) + 2 * (9 * (C + 1) * C + C)                # three norms, two 3x3 convs on [h, t]
+    return {"mlp": (side * side + 1) * hidden + (hidden + 1) * 10, "resnet": stem + 6 * block + head,
+            "rknet": stem + field + head, "odenet": stem + field + head}[kind]
+
+
+@pytest.mark.parametrize("C,side", [(64, 28), (32, 8), (6, 28)])
+def test_parameter_counts(C, side):
+    for kind in MODELS:
+        assert count_parameters(build_classifier(kind, image_size=side, channels=C)) == expected_params(kind, C, side)
+
+
+def test_table1_scale_and_the_third():
+    """At the paper's width the counts are Table 1's (0.24 M, 0.60 M, 0.22 M), and the ODE-Net has
+    about a third of the ResNet's parameters; the quick preset keeps the ratio near a third."""
+    full = {k: count_parameters(build_classifier(k, image_size=28, channels=64)) for k in MODELS}
+    assert full == {"mlp": 238_510, "resnet": 576_778, "rknet": 208_266, "odenet": 208_266}
+    for kind in MODELS:
+        assert abs(full[kind] / PAPER_TABLE1[kind]["params"] - 1) < 0.06, kind
+    assert 0.33 < full["odenet"] / full["resnet"] < 0.40          # paper: 0.22 / 0.60 = 0.37
+    quick = get_preset("quick")
+    q = {k: count_parameters(build_classifier(k, image_size=8, channels=quick.channels)) for k in MODELS}
+    assert 0.25 < q["odenet"] / q["resnet"] < 0.40
+
+
+def test_conv_field_is_a_convolution_of_state_and_time():
+    """K(t, u) = conv([u, t]) equals conv of u with the state kernels plus t times the time kernel
+    applied to a ones image (zero-padded): the time channel by linearity."""
+    f = ConvField(4, groups=2)
+    z, t = torch.randn(3, 4, 5, 5), torch.tensor(0.7)
+    conv = f.conv1
+    u = torch.relu(f.norm1(z))
+    ones = torch.ones(3, 1, 5, 5)
+    split = (nn.functional.conv2d(u, conv.weight[:, :4], conv.bias, padding=1)
+             + t * nn.functional.conv2d(ones, conv.weight[:, 4:], padding=1))
+    assert rel(f._conv(conv, t, u), split) < 1e-12
+    assert count_parameters(f) == 2 * (5 * 4 * 9 + 4) + 6 * 4
+    assert count_parameters(ConvField(4, groups=2, time_dependent=False)) == 2 * (4 * 4 * 9 + 4) + 6 * 4
+    with pytest.raises(ValueError, match="groups"):
+        ConvField(6, groups=4)
+    with pytest.raises(ValueError, match="z must have shape"):
+        f(t, torch.randn(3, 5, 5, 5))
+
+
+def test_ode_blocks_against_torchdiffeq_and_direct_backprop():
+    """RK-Net's block is torchdiffeq's rk4 over [0, 1]; an adjoint ODE block's gradients (input and
+    parameters) match direct backpropagation through the same adaptive solve."""
+    x = torch.rand(5, 1, 8, 8)
+    rk = build_classifier("rknet", image_size=8, channels=4, solver=SolverSettings("rk4", adjoint=False, steps=3))
+    z0 = rk[:4](x)
+    field = rk[4].field
+    expected = torchdiffeq.odeint(field, z0, torch.tensor([0.0, 1.0]), method="rk4", options={"step_size": 1 / 3})[-1]
+    assert rel(rk[4](z0), expected) < 1e-14
+    assert rk[4].stats.nfe_forward == 12                            # rk4: four evaluations per step
+
+    z = torch.randn(6, 3)
+
+    def grads(adjoint):
+        torch.manual_seed(3)
+        block = ODEBlock(nodelib.MLPField(3, hidden=(16,)),
+                         SolverSettings("dopri5", adjoint=adjoint, rtol=1e-10, atol=1e-10))
+        z_in = z.clone().requires_grad_(True)
+        block(z_in).pow(2).sum().backward()
+        return [z_in.grad] + [p.grad for p in block.parameters()], block.stats
+
+    direct, _ = grads(False)
+    adjoint, stats = grads(True)
+    assert rel(adjoint, direct) < 1e-7
+    assert stats.nfe_backward > 0 and stats.nfe_forward > 0
+
+
+def test_odenet_adjoint_gradient_converges_to_direct_backprop():
+    """The ODE-Net's field (ReLU, group norms) is not smooth, so its adjoint gradient differs from
+    direct backpropagation by a discretisation error; the error shrinks as the tolerance does."""
+    x, y = torch.rand(2, 1, 8, 8), torch.randint(0, 10, (2,))
+
+    def grads(adjoint, tol):
+        torch.manual_seed(3)
+        model = build_classifier("odenet", image_size=8, channels=4,
+                                 solver=SolverSettings("dopri5", adjoint=adjoint, rtol=tol, atol=tol))
+        nn.functional.cross_entropy(model(x), y).backward()
+        return [p.grad for p in model.parameters()]
+
+    errors = [rel(grads(True, tol), grads(False, tol)) for tol in (1e-5, 1e-7)]
+    assert errors[1] < errors[0] / 5 and errors[1] < 0.02
+
+
+def test_saved_tensor_bytes_by_hand():
+    lin = nn.Linear(7, 5)
+    x = torch.randn(4, 7, requires_grad=True)
+    out, nbytes = saved_tensor_bytes(lambda: torch.tanh(lin(x)).sum(), exclude=lin.parameters())
+    assert nbytes == (4 * 7 + 4 * 5) * 8                            # x (for dL/dW) and tanh's output
+    _, with_params = saved_tensor_bytes(lambda: torch.tanh(lin(x)).sum())
+    assert with_params == nbytes + 5 * 7 * 8                        # the weight, saved for dL/dx
+    _, nothing = saved_tensor_bytes(lambda: (x * 2.0 + 1.0).sum())  # affine maps save nothing
+    assert nothing == 0
+
+
+def test_backward_memory_flat_for_the_adjoint_growing_for_direct_backprop():
+    steps = (2, 4, 8)
+    m = memory_against_steps(steps, channels=4, image_size=8, batch_size=3, dtype=torch.float64)
+    assert m["nfe"] == [4 * n for n in steps]
+    assert m["odenet"][0] == m["odenet"][1] == m["odenet"][2]        # flat in the number of steps
+    growth = np.diff(m["rknet"]) / np.diff(steps)
+    assert growth[0] == growth[1]                                   # linear: the same bytes every step
+    state = 3 * 4 * 3 * 3 * 8                                       # one (batch, C, 3, 3) float64 state
+    assert growth[0] >= 4 * state                                   # at least a state per stage
+    # The adjoint keeps z(0), z(1) and t: exactly one state (and t) more than no block at all.
+    x, y = torch.rand(3, 1, 8, 8), torch.randint(0, 10, (3,))
+    model = build_classifier("odenet", image_size=8, channels=4)
+    with_block = backward_memory(model, x, y)
+    model[4] = nn.Identity()
+    assert with_block - backward_memory(model, x, y) == state + 2 * 8
+
+
+def test_random_shift_translates_with_zero_fill():
+    x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float64).reshape(2, 1, 5, 5) + 1
+    out = random_shift(x, 2, torch.Generator().manual_seed(7))
+    offsets = torch.randint(0, 5, (2, 2), generator=torch.Generator().manual_seed(7)) - 2
+    for i in range(2):
+        dy, dx = offsets[:, i].tolist()           # output pixel (r, c) is input pixel (r + dy, c + dx)
+        expected = torch.zeros(5, 5, dtype=x.dtype)
+        for r in range(5):
+            for c in range(5):
+                if 0 <= r + dy < 5 and 0 <= c + dx < 5:
+                    expected[r, c] = x[i, 0, r + dy, c + dx]
+        assert torch.equal(out[i, 0], expected)
+    assert random_shift(x, 0, torch.Generator()) is x
+
+
+def test_presets_and_their_checks():
+    full = get_preset("full")
+    assert (full.channels, full.dataset, full.rk_steps) == (64, "mnist", 4)
+    assert [full.lr_at(e) for e in (0, 14, 15, 21, 23, 29)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert get_preset("quick", epochs=3).epochs == 3
+    with pytest.raises(ValueError, match="preset='huge'"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match="not fields of Preset"):
+        get_preset("quick", epoch=3)
+    with pytest.raises(ValueError, match="dataset='svhn'"):
+        get_preset("quick", dataset="svhn")
+    with pytest.raises(ValueError, match="kind='vgg'"):
+        build_classifier("vgg", image_size=8)
+    with pytest.raises(ValueError, match="models="):
+        run_mnist("quick", models=["mlp", "vgg"])
+
+
+TINY = dict(channels=4, train_limit=96, batch_size=32, epochs=3, threads=1)
+
+
+def test_resume_is_bit_identical(tmp_path):
+    """A run stopped by its time budget after one epoch and started again ends exactly where an
+    uninterrupted run ends: weights, optimizer state, history and test error."""
+    models = ["resnet", "odenet"]
+    whole = run_mnist("quick", out=str(tmp_path / "whole"), models=models, **TINY)
+    first = run_mnist("quick", out=str(tmp_path / "parts"), models=models, budget_s=0.0, **TINY)
+    assert first["status"] == "incomplete" and first["models"]["resnet"] == {"epochs_done": 1}
+    on_disk = json.loads((tmp_path / "parts" / "results.json").read_text())
+    assert on_disk["status"] == "incomplete"
+    second = run_mnist("quick", out=str(tmp_path / "parts"), models=models, **TINY)
+    assert second["status"] == "complete"
+    for kind in models:
+        a = torch.load(tmp_path / "whole" / "checkpoints" / f"{kind}.pt", weights_only=True)
+        b = load_checkpoint(tmp_path / "parts" / "checkpoints" / f"{kind}.pt")
+        assert a["epoch"] == b["epoch"] == 3
+        for key in a["model"]:
+            assert torch.equal(a["model"][key], b["model"][key]), key
+        for key, value in a["optimizer"]["state"].items():
+            assert torch.equal(value["exp_avg"], b["optimizer"]["state"][key]["exp_avg"])
+        ra, rb = whole["models"][kind], second["models"][kind]
+        assert ra["test_error"] == rb["test_error"]
+        assert ra["backward_memory_bytes"] == rb["backward_memory_bytes"]
+        for key in ("train_loss", "test_error", "nfe_forward_iter", "nfe_backward_iter"):
+            assert ra["history"].get(key) == rb["history"].get(key)
+    with pytest.raises(ValueError, match="another configuration"):
+        run_mnist("quick", out=str(tmp_path / "parts"), models=["resnet"], **{**TINY, "channels": 6})
+
+
+def test_command_line_reproduces_a_quick_run(tmp_path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "nodelib.experiments", "mnist", "--preset", "quick", "--out", str(out),
+           "--models", "mlp,rknet", "--epochs", "2", "--train-limit", "96", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "[rknet] epoch 2/2" in proc.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "complete" and results["preset"] == "quick" and results["dataset"] == "digits"
+    prov = results["provenance"]
+    assert prov["torch"] == torch.__version__ and prov["nodelib"] == nodelib.__version__
+    assert prov["command"].startswith("python -m nodelib.experiments mnist") and prov["device"] == "cpu"
+    assert results["models"]["rknet"]["nfe_forward"] == 4 * get_preset("quick").rk_steps
+    assert results["models"]["rknet"]["nfe_backward"] is None and results["models"]["mlp"]["nfe_forward"] is None
+    same = run_mnist("quick", models=["mlp", "rknet"], epochs=2, train_limit=96, threads=1)
+    for kind in ("mlp", "rknet"):
+        cli, here = results["models"][kind], same["models"][kind]
+        assert cli["params"] == here["params"] == count_parameters(build_classifier(kind, image_size=8, channels=32))
+        assert cli["test_error"] == here["test_error"]
+        assert cli["history"]["train_loss"] == here["history"]["train_loss"]
