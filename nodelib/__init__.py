@@ -7,23 +7,25 @@ The public surface, by chapter of the book:
 * :class:`MLPField` - the free-form vector field ``f(z, t) = MLP([z, t])``;
 * :func:`trace_exact`, :func:`trace_hutchinson`, :func:`draw_noise` - ``tr ∇_§1 f`` (Theorem 2);
 * :class:`CNF`, :class:`StandardNormal`, :func:`log_prob_gradients` - continuous normalizing flows;
-* :func:`fit_density`, :func:`mean_nll` - maximum-likelihood training of density models;
+* :func:`fit_density`, :func:`mean_nll` - maximum-likelihood training of density models; :func:`fit_kl` -
+  fitting a flow to an unnormalised density by KL(q‖p);
 * :class:`PlanarFlow`, :class:`PlanarLayer` - discrete planar flows; :class:`GatedPlanarField` - their
-  continuous, gated counterpart with a closed-form trace;
+  continuous, gated counterpart with a closed-form trace; :class:`HyperPlanarField` - the paper's planar CNF
+  dynamics, whose unit parameters come from a hypernetwork of t;
 * :func:`seed_everything` - determinism for chapters and experiments.
 """
 from .adjoint import AugmentedDynamics, odeint_adjoint
 from .cnf import CNF, StandardNormal, log_prob_gradients
-from .dynamics import GatedPlanarField, MLPField
+from .dynamics import GatedPlanarField, HyperPlanarField, MLPField
 from .flows import PlanarFlow, PlanarLayer
 from .reproducibility import seed_everything
 from .solve import SolverError, SolveStats, odeint
 from .trace import NOISE_TYPES, TRACE_METHODS, draw_noise, trace_exact, trace_hutchinson
-from .training import FitHistory, fit_density, mean_nll
+from .training import FitHistory, fit_density, fit_kl, mean_nll
 
 __all__ = ["odeint", "odeint_adjoint", "AugmentedDynamics", "SolveStats", "SolverError", "MLPField", "seed_everything",
            "CNF", "StandardNormal", "log_prob_gradients",
            "trace_exact", "trace_hutchinson", "draw_noise", "TRACE_METHODS", "NOISE_TYPES",
-           "fit_density", "mean_nll", "FitHistory",
-           "PlanarFlow", "PlanarLayer", "GatedPlanarField"]
+           "fit_density", "fit_kl", "mean_nll", "FitHistory",
+           "PlanarFlow", "PlanarLayer", "GatedPlanarField", "HyperPlanarField"]
 __version__ = "0.1.0"

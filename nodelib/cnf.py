@@ -143,7 +143,8 @@ class CNF(nn.Module):
             create_graph = torch.is_grad_enabled()
         if self.trace == "closed_form":
             with torch.set_grad_enabled(create_graph):
-                return self.field(t, z), self.field.divergence(t, z)
+                both = getattr(self.field, "forward_and_divergence", None)  # one pass for both, if offered
+                return both(t, z) if callable(both) else (self.field(t, z), self.field.divergence(t, z))
         if self.trace == "hutchinson" and noise is None:
             raise ValueError("trace='hutchinson' needs a probe: pass noise=nodelib.draw_noise(z, ...).")
         if not (torch.is_grad_enabled() and z.requires_grad):  # (a view made under no_grad may claim requires_grad)
@@ -242,6 +243,30 @@ class CNF(nn.Module):
         z0 = self._sample_base(n, generator, dtype, device)
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             return self.transform(z0, stats=stats)
+
+    def sample_with_log_prob(self, n: int, *, generator: Optional[torch.Generator] = None,
+                             stats: Optional[SolveStats] = None) -> Tuple[Tensor, Tensor]:
+        """``n`` samples ``x`` of ``p_{t1}`` with their log-densities ``log p_{t1}(x)``, from one forward solve.
+
+        Solves eq. :eq:`cnf-augmented` from ``t0`` to ``t1`` starting at ``[z0, 0]``, ``z0`` drawn
+        from the base density: then ``Δ(t1) = log p_{t1}(x) - log p_{t0}(z0)``, so
+        ``log p_{t1}(x) = log p_{t0}(z0) + Δ(t1)`` with ``x = z(t1)``. This is what fitting an
+        unnormalised target by ``KL(q‖p)`` needs (chapter "CNF against NF"). Both outputs are
+        differentiable with respect to ``θ`` when gradients are enabled. With ``trace="hutchinson"``
+        the log-densities are unbiased estimates.
+
+        Returns:
+            ``(x, log_p)`` of shapes ``(n, d)`` and ``(n,)``.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}.")
+        dtype, device = self._dtype_device()
+        z0 = self._sample_base(n, generator, dtype, device)
+        noise = draw_noise(z0, self.noise, generator=generator) if self.trace == "hutchinson" else None
+        state = torch.cat([z0, z0.new_zeros(n, 1)], dim=-1)
+        t = torch.tensor([self.t0, self.t1], dtype=dtype, device=device)
+        end = self._solve(_AugmentedField(self, noise), state, t, stats)[-1]
+        return end[:, :-1], self._base_log_prob(z0) + end[:, -1]
 
     def _sample_base(self, n: int, generator: Optional[torch.Generator], dtype: torch.dtype,
                      device: torch.device) -> Tensor:

@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Type
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLPField", "GatedPlanarField", "ConvField"]
+__all__ = ["MLPField", "GatedPlanarField", "HyperPlanarField", "ConvField"]
 
 
 class MLPField(nn.Module):
@@ -108,6 +108,89 @@ class GatedPlanarField(nn.Module):
         """``tr ∇_§1 f(z, t) = Σ_k σ_k(t) (u_kᵀw_k) h'(w_kᵀz + b_k)``, shape ``(...,)`` (eq. :eq:`gated-planar-trace`)."""
         h = torch.tanh(self._pre_activation(z))
         return (1 - h * h) @ (self.gates(t) * (self.u * self.w).sum(-1))
+
+class HyperPlanarField(nn.Module):
+    """Planar dynamics with time-dependent parameters from a hypernetwork (eq. :eq:`hyper-planar-field`):
+
+    ``f(z, t) = Σ_m σ_m(t) u_m(t) h(w_m(t)ᵀz + b_m(t))``,  ``h = tanh``,  ``m = 1, ..., M``.
+
+    The continuous planar flow of :cite:`chen2018neural` (their §4, "time-dependent dynamics"): the
+    parameters ``u_m, w_m ∈ Rⁿ``, ``b_m ∈ R`` of each of the ``M`` hidden units, and a gate logit
+    ``g_m`` with ``σ_m = sigmoid(g_m) ∈ (0, 1)``, are all outputs of one small network of ``t``
+    (a hypernetwork: an MLP ``1 → hidden → ... → M (2n + 2)`` with tanh activations). Unlike
+    :class:`GatedPlanarField`, whose hyperplanes are fixed and only switched on and off, here every
+    unit's hyperplane moves with time (chapter "CNF against NF").
+
+    Args:
+        dim: dimension ``n`` of the state ``z``.
+        width: the number ``M`` of hidden units (planar terms).
+        hidden: widths of the hypernetwork's hidden layers.
+
+    Parameters: ``Σ_l (a_l + 1) a_{l+1}`` over the layers of widths ``a = (1, *hidden, M (2n + 2))``
+    (:meth:`count_parameters`). :meth:`divergence` gives
+    ``tr ∇_§1 f = Σ_m σ_m(t) (u_m(t)ᵀw_m(t)) h'(w_m(t)ᵀz + b_m(t))`` in closed form
+    (eq. :eq:`hyper-planar-trace`): ``t`` enters only through the unit parameters, which do not depend on ``z``.
+    """
+
+    def __init__(self, dim: int, width: int, hidden: Sequence[int] = (32, 32)):
+        super().__init__()
+        for name, value in (("dim", dim), ("width", width)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        hidden = tuple(hidden)
+        if not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden):
+            raise ValueError(f"hidden must be a sequence of positive ints, got {hidden!r}.")
+        self.dim, self.width, self.hidden = dim, width, hidden
+        widths = (1, *hidden, width * (2 * dim + 2))
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(width_in, width_out), nn.Tanh()]
+        self.hypernet = nn.Sequential(*layers[:-1])
+
+    @staticmethod
+    def count_parameters(dim: int, width: int, hidden: Sequence[int] = (32, 32)) -> int:
+        """The number of parameters of ``HyperPlanarField(dim, width, hidden)``, from the layer widths."""
+        widths = (1, *hidden, width * (2 * dim + 2))
+        return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+
+    def unit_parameters(self, t: Tensor | float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(u, w, b, σ)`` at the scalar time ``t``: shapes ``(M, n)``, ``(M, n)``, ``(M,)``, ``(M,)``."""
+        ref = self.hypernet[0].weight
+        t = torch.as_tensor(t, dtype=ref.dtype, device=ref.device)
+        if t.numel() != 1:
+            raise ValueError(f"t must be a scalar time, got a tensor of shape {tuple(t.shape)}.")
+        out = self.hypernet(t.reshape(1)).view(self.width, 2 * self.dim + 2)
+        n = self.dim
+        return out[:, :n], out[:, n:2 * n], out[:, 2 * n], torch.sigmoid(out[:, 2 * n + 1])
+
+    def _check(self, z: Tensor) -> None:
+        ref = self.hypernet[0].weight
+        if not isinstance(z, Tensor) or z.dim() < 1 or z.shape[-1] != self.dim:
+            shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise ValueError(f"z must be a tensor of shape (..., {self.dim}), got {shape}.")
+        if z.dtype != ref.dtype or z.device != ref.device:
+            raise ValueError(f"z has dtype {z.dtype} on {z.device} but the field's parameters have dtype "
+                             f"{ref.dtype} on {ref.device}; convert one of them, e.g. z.to({ref.dtype}).")
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        """``f(z, t)`` for ``z`` of shape ``(..., n)``; returns shape ``(..., n)``."""
+        return self.forward_and_divergence(t, z, divergence=False)[0]
+
+    def divergence(self, t: Tensor, z: Tensor) -> Tensor:
+        """``tr ∇_§1 f(z, t)``, shape ``(...,)`` (eq. :eq:`hyper-planar-trace`)."""
+        return self.forward_and_divergence(t, z)[1]
+
+    def forward_and_divergence(self, t: Tensor, z: Tensor, *, divergence: bool = True) -> tuple[Tensor, Optional[Tensor]]:
+        """``(f(z, t), tr ∇_§1 f(z, t))`` from one evaluation of the hypernetwork (the second ``None``
+        if ``divergence=False``)."""
+        self._check(z)
+        u, w, b, gate = self.unit_parameters(t)
+        h = torch.tanh(z @ w.T + b)
+        f = (gate * h) @ u
+        if not divergence:
+            return f, None
+        return f, (1 - h * h) @ (gate * (u * w).sum(-1))
+
 
 class ConvField(nn.Module):
     """The ODE-Net field of Chen et al. (2018) on feature maps ``z`` of shape ``(B, C, H, W)``:

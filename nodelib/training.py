@@ -1,11 +1,15 @@
-"""Maximum-likelihood training of density models (chapter "Generative modelling with continuous
-normalizing flows", eq. :eq:`cnf-mle`).
+"""Training of density models: maximum likelihood on data (chapter "Generative modelling with
+continuous normalizing flows", eq. :eq:`cnf-mle`) and ``KL(q‖p)`` to an unnormalised target density
+(chapters "Normalizing flows" and "CNF against NF", eq. :eq:`reverse-kl`).
 
-Any model with ``log_prob(x) -> (B,)`` (a :class:`nodelib.CNF`, a :class:`nodelib.PlanarFlow`)
-is fitted by minimising the average negative log-likelihood of minibatches with Adam and a cosine
-learning-rate schedule. :func:`fit_density` prints plain-text progress, and with ``checkpoint=path``
-saves its state atomically every ``checkpoint_every`` iterations and resumes from it when rerun
-(the file loads with ``torch.load(..., weights_only=True)``).
+:func:`fit_density` fits any model with ``log_prob(x) -> (B,)`` (a :class:`nodelib.CNF`, a
+:class:`nodelib.PlanarFlow`) to data by minimising the average negative log-likelihood of
+minibatches. :func:`fit_kl` fits any model with ``sample_with_log_prob(n) -> (x, log q(x))`` to an
+unnormalised log-density ``log p̃`` by minimising the Monte Carlo estimate of
+``E_q[log q - log p̃] = KL(q‖p) - log Z``. Both run Adam with a cosine learning-rate schedule, print
+plain-text progress, and with ``checkpoint=path`` save their state atomically every
+``checkpoint_every`` iterations and resume from it when rerun, bit for bit (the file loads with
+``torch.load(..., weights_only=True)``); with ``deadline`` they stop early, after a checkpoint.
 """
 from __future__ import annotations
 
@@ -13,22 +17,26 @@ import dataclasses
 import os
 import pathlib
 import time
-from typing import List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FitHistory", "fit_density", "mean_nll"]
+__all__ = ["FitHistory", "fit_density", "fit_kl", "kl_weight", "mean_nll"]
 
 
 @dataclasses.dataclass
 class FitHistory:
-    """What :func:`fit_density` did: ``(iteration, minibatch NLL)`` pairs every ``log_every``
-    iterations, the number of iterations run in this call, and its wall-clock seconds."""
+    """What :func:`fit_density` or :func:`fit_kl` did: ``(iteration, minibatch loss)`` pairs every
+    ``log_every`` iterations, the number of iterations run in this call and its wall-clock seconds,
+    the seconds of training over all calls that resumed one another, and whether all iterations
+    are done (``False`` when a ``deadline`` stopped the run early)."""
 
     losses: List[Tuple[int, float]] = dataclasses.field(default_factory=list)
     iterations_run: int = 0
     seconds: float = 0.0
+    total_seconds: float = 0.0
+    complete: bool = True
 
 
 def mean_nll(model: nn.Module, x: Tensor, *, batch_size: int = 5000) -> float:
@@ -43,9 +51,70 @@ def _save_atomically(state: dict, path: pathlib.Path) -> None:
     os.replace(tmp, path)
 
 
+PathLike = Union[str, os.PathLike]
+
+
+def _check_positive_ints(**values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tensor], *, iterations: int, lr: float,
+              generator: torch.Generator, log_every: int, checkpoint: Optional[PathLike], checkpoint_every: int,
+              verbose: bool, deadline: Optional[float], describe: Callable[[int, float], str]) -> FitHistory:
+    """Adam with a cosine schedule on ``loss_at(iteration, generator)``; checkpoints, resume, progress lines."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations)
+    history, start_iteration, seconds_before = FitHistory(), 0, 0.0
+    path = None if checkpoint is None else pathlib.Path(checkpoint)
+    if path is not None and path.exists():
+        state = torch.load(path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        start_iteration = int(state["iteration"])
+        seconds_before = float(state.get("seconds", 0.0))
+        history.losses = [(int(i), float(v)) for i, v in state["losses"]]
+        if verbose:
+            print(f"resumed from {path} at iteration {start_iteration}", flush=True)
+    begin = time.perf_counter()
+
+    def save(iteration: int) -> None:
+        _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                          "iteration": iteration, "losses": history.losses,
+                          "seconds": seconds_before + time.perf_counter() - begin}, path)
+
+    for iteration in range(start_iteration + 1, iterations + 1):
+        optimizer.zero_grad()
+        loss = loss_at(iteration, generator)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        history.iterations_run += 1
+        if iteration % log_every == 0 or iteration == iterations:
+            history.losses.append((iteration, loss.item()))
+            if verbose:
+                print(f"iteration {iteration:5d}: {describe(iteration, loss.item())} "
+                      f"({time.perf_counter() - begin:.1f} s)", flush=True)
+        stop = deadline is not None and time.monotonic() > deadline and iteration < iterations
+        if path is not None and (iteration % checkpoint_every == 0 or iteration == iterations or stop):
+            save(iteration)
+        if stop:
+            history.complete = False
+            if verbose:
+                print(f"time budget reached at iteration {iteration}; run again to resume", flush=True)
+            break
+    history.seconds = time.perf_counter() - begin
+    history.total_seconds = seconds_before + history.seconds
+    return history
+
+
 def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: int = 256, lr: float = 1e-2,
                 seed: int = 0, log_every: int = 100, checkpoint: Optional[Union[str, os.PathLike]] = None,
-                checkpoint_every: int = 100, verbose: bool = True) -> FitHistory:
+                checkpoint_every: int = 100, verbose: bool = True, deadline: Optional[float] = None) -> FitHistory:
     """Fit ``model`` to ``data`` (shape ``(N, d)``) by maximum likelihood.
 
     Each iteration draws a minibatch of ``batch_size`` rows with replacement (from a generator seeded
@@ -61,47 +130,74 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
         checkpoint: a file to save the model, optimiser, schedule and generator to, and to resume from.
         checkpoint_every: iterations between checkpoints.
         verbose: print progress lines.
+        deadline: a ``time.monotonic()`` value; once passed, the run saves a checkpoint and stops
+            (``FitHistory.complete`` is then ``False``; calling again resumes).
     """
-    for name, value in (("iterations", iterations), ("batch_size", batch_size), ("log_every", log_every),
-                        ("checkpoint_every", checkpoint_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    _check_positive_ints(iterations=iterations, batch_size=batch_size, log_every=log_every,
+                         checkpoint_every=checkpoint_every)
     if not isinstance(data, Tensor) or data.dim() != 2 or data.shape[0] < 1:
         raise ValueError(f"data must be a tensor of shape (N, d), got {getattr(data, 'shape', type(data).__name__)}.")
     if not callable(getattr(model, "log_prob", None)):
         raise TypeError(f"model must have a log_prob(x) method, got {type(model).__name__}.")
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations)
-    generator = torch.Generator().manual_seed(seed)
-    history, start_iteration = FitHistory(), 0
-    path = None if checkpoint is None else pathlib.Path(checkpoint)
-    if path is not None and path.exists():
-        state = torch.load(path, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        start_iteration = int(state["iteration"])
-        history.losses = [(int(i), float(v)) for i, v in state["losses"]]
-        if verbose:
-            print(f"resumed from {path} at iteration {start_iteration}", flush=True)
-    begin = time.perf_counter()
-    for iteration in range(start_iteration + 1, iterations + 1):
+
+    def loss_at(iteration: int, generator: torch.Generator) -> Tensor:
         index = torch.randint(0, data.shape[0], (batch_size,), generator=generator)
-        optimizer.zero_grad()
-        loss = -model.log_prob(data[index]).mean()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        history.iterations_run += 1
-        if iteration % log_every == 0 or iteration == iterations:
-            history.losses.append((iteration, loss.item()))
-            if verbose:
-                print(f"iteration {iteration:5d}: minibatch NLL {loss.item():.3f} "
-                      f"({time.perf_counter() - begin:.1f} s)", flush=True)
-        if path is not None and (iteration % checkpoint_every == 0 or iteration == iterations):
-            _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "schedule": schedule.state_dict(), "generator": generator.get_state(),
-                              "iteration": iteration, "losses": history.losses}, path)
-    history.seconds = time.perf_counter() - begin
-    return history
+        return -model.log_prob(data[index]).mean()
+
+    return _optimise(model, loss_at, iterations=iterations, lr=lr, generator=torch.Generator().manual_seed(seed),
+                     log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every, verbose=verbose,
+                     deadline=deadline, describe=lambda iteration, loss: f"minibatch NLL {loss:.3f}")
+
+
+def kl_weight(iteration: int, anneal_iterations: int, beta0: float = 0.01) -> float:
+    """The weight ``β`` of ``log p̃`` at ``iteration`` (counted from 1): rises linearly from ``beta0``
+    to 1 over the first ``anneal_iterations`` iterations, then stays at 1 (no annealing if 0)."""
+    if anneal_iterations <= 0:
+        return 1.0
+    return min(1.0, beta0 + (1.0 - beta0) * (iteration - 1) / anneal_iterations)
+
+
+def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iterations: int, batch_size: int = 256,
+           lr: float = 1e-2, seed: int = 0, anneal_iterations: int = 0, beta0: float = 0.01, log_every: int = 100,
+           checkpoint: Optional[PathLike] = None, checkpoint_every: int = 100, verbose: bool = True,
+           deadline: Optional[float] = None) -> FitHistory:
+    """Fit ``model``'s density ``q`` to ``p = p̃/Z`` by minimising ``KL(q‖p)`` (eq. :eq:`reverse-kl`).
+
+    Each iteration draws ``batch_size`` samples ``x ~ q`` with their ``log q(x)`` (reparameterised:
+    differentiable in the parameters), and takes one Adam step on the mean of
+    ``log q(x) - β log p̃(x)``. At ``β = 1`` this is an unbiased estimate of ``KL(q‖p) - log Z``; the
+    weight ``β`` (:func:`kl_weight`) rises from ``beta0`` to 1 over the first ``anneal_iterations``
+    iterations, as in :cite:`rezende2015variational`, which keeps ``q`` from collapsing onto one mode
+    early on. The samples are drawn with a generator seeded with ``seed`` on the model's device.
+
+    Args:
+        model: a module with ``sample_with_log_prob(n, generator=...) -> (x, log q(x))`` (a
+            generative :class:`nodelib.PlanarFlow`, a :class:`nodelib.CNF`).
+        log_target: ``log p̃``, mapping points ``(B, d)`` to ``(B,)``.
+        iterations, batch_size, lr, seed, log_every, checkpoint, checkpoint_every, verbose, deadline:
+            as for :func:`fit_density`.
+        anneal_iterations, beta0: the annealing of ``β``.
+    """
+    _check_positive_ints(iterations=iterations, batch_size=batch_size, log_every=log_every,
+                         checkpoint_every=checkpoint_every)
+    if not callable(getattr(model, "sample_with_log_prob", None)):
+        raise TypeError(f"model must have a sample_with_log_prob(n) method, got {type(model).__name__}.")
+    if not callable(log_target):
+        raise TypeError(f"log_target must be a function of points (B, d) -> (B,), got {type(log_target).__name__}.")
+    if isinstance(anneal_iterations, bool) or not isinstance(anneal_iterations, int) or anneal_iterations < 0:
+        raise ValueError(f"anneal_iterations must be a non-negative int, got {anneal_iterations!r}.")
+    if not 0 < beta0 <= 1:
+        raise ValueError(f"beta0 must be in (0, 1], got {beta0!r}.")
+    device = next(iter(model.parameters())).device
+
+    def loss_at(iteration: int, generator: torch.Generator) -> Tensor:
+        x, log_q = model.sample_with_log_prob(batch_size, generator=generator)
+        return (log_q - kl_weight(iteration, anneal_iterations, beta0) * log_target(x)).mean()
+
+    def describe(iteration: int, loss: float) -> str:
+        return f"KL loss {loss:.3f} (beta {kl_weight(iteration, anneal_iterations, beta0):.2f})"
+
+    return _optimise(model, loss_at, iterations=iterations, lr=lr,
+                     generator=torch.Generator(device=device).manual_seed(seed), log_every=log_every,
+                     checkpoint=checkpoint, checkpoint_every=checkpoint_every, verbose=verbose, deadline=deadline,
+                     describe=describe)
