@@ -4,6 +4,7 @@ Example (a quick CPU run, then the paper's scale on a GPU)::
 
     python -m nodelib.experiments mnist --preset quick --out results/mnist-quick
     python -m nodelib.experiments mnist --preset full --dataset mnist --out results/mnist-full
+    python -m nodelib.experiments density --preset full --out results/density-full
 
 Running a command again with the same ``--out`` resumes from the last checkpoint.
 """
@@ -15,6 +16,7 @@ from typing import Optional, Sequence
 
 from ..data.images import DATASETS
 from .classifiers import MODELS
+from . import density
 from .mnist import PRESETS, run
 
 
@@ -44,7 +46,38 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (1 is fastest for quick)")
     m.add_argument("--budget-s", type=float, default=None,
                    help="stop after the epoch in which this many seconds have passed (rerun to resume)")
+    d = sub.add_parser("density", help="Figs. 4 and 5: planar CNF against planar NF",
+                       description="Fit planar NFs and CNFs to unnormalised targets by KL(q||p) (Fig. 4) and to "
+                                   "two circles / two moons by maximum likelihood (Fig. 5); write OUT/results.json.")
+    d.add_argument("--preset", choices=sorted(density.PRESETS), default="quick",
+                   help="quick: one target, sizes 2, 8, 32, a few hundred iterations (CPU); full: the paper's scale")
+    d.add_argument("--out", required=True, help="folder for results.json and checkpoints/ (rerun to resume)")
+    d.add_argument("--parts", default="kl,ml", help="comma-separated subset of kl (Fig. 4) and ml (Fig. 5)")
+    d.add_argument("--targets", default=None, help="comma-separated energies for Fig. 4 (u1,u2,u3,u4)")
+    d.add_argument("--sizes", default=None, help="comma-separated K = M values for Fig. 4")
+    d.add_argument("--iterations", type=int, default=None,
+                   help="override every fit's number of iterations (smoke runs)")
+    d.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    d.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (1 is fastest for quick)")
+    d.add_argument("--budget-s", type=float, default=None,
+                   help="stop after a checkpoint once this many seconds have passed (rerun to resume)")
+    d.add_argument("--quiet", action="store_true", help="print one line per model, not the fits' progress")
     return p
+
+
+def _density(args: argparse.Namespace) -> dict:
+    def names(text, convert=str):
+        return None if text is None else tuple(convert(v.strip()) for v in text.split(",") if v.strip())
+
+    n = args.iterations
+    overrides = dict(targets=names(args.targets), sizes=names(args.sizes, int), kl_iterations_nf=n,
+                     kl_iterations_cnf=n, ml_iterations=n)
+    results, models = density.run(args.preset, out=args.out, device=args.device, parts=names(args.parts),
+                                  budget_s=args.budget_s, threads=args.threads, verbose=not args.quiet,
+                                  return_models=True, **overrides)
+    if results["status"] == "complete":
+        density.save_figures(results, models, args.out)
+    return results
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -52,6 +85,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.experiment == "mnist":
         results = run(args.preset, dataset=args.dataset, out=args.out, models=args.models, device=args.device,
                       root=args.root, budget_s=args.budget_s, threads=args.threads, epochs=args.epochs, train_limit=args.train_limit)
+        return 0 if results["status"] in ("complete", "incomplete") else 1
+    if args.experiment == "density":
+        try:
+            results = _density(args)
+        except ValueError as err:
+            parser().error(str(err))
         return 0 if results["status"] in ("complete", "incomplete") else 1
     return 2
 

@@ -32,7 +32,7 @@ from .measure import count_parameters, saved_tensor_bytes
 from .runs import load_checkpoint, log, pick_device, provenance, save_checkpoint, write_json_atomic
 
 __all__ = ["Preset", "PRESETS", "get_preset", "TensorData", "to_tensors", "random_shift", "ModelRun",
-           "train_model", "evaluate", "backward_memory", "memory_against_steps", "run", "PAPER_TABLE1"]
+           "train_model", "load_model", "evaluate", "backward_memory", "memory_against_steps", "run", "PAPER_TABLE1"]
 
 #: Table 1 of Chen et al. (2018): MNIST test error and parameters (the MLP's from LeCun et al. 1998).
 PAPER_TABLE1 = {
@@ -268,6 +268,22 @@ def memory_against_steps(steps: Sequence[int], *, channels: int, image_size: int
     return out
 
 
+def load_model(out: str, kind: str, *, device: Optional[str] = None) -> nn.Module:
+    """The model ``kind`` as trained by :func:`run` into the folder ``out`` (its last checkpoint)."""
+    out_dir = pathlib.Path(out)
+    state = load_checkpoint(out_dir / "checkpoints" / f"{kind}.pt")
+    if state is None:
+        raise FileNotFoundError(f"out={str(out)!r} holds no checkpoint of kind={kind!r}; run the experiment first.")
+    cfg = state["preset"]
+    preset = dataclasses.replace(PRESETS[cfg["name"]], **{k: tuple(v) if isinstance(v, list) else v
+                                                         for k, v in cfg.items()})
+    with _default_dtype(preset.torch_dtype):
+        model = build_classifier(kind, image_size=state["image_size"], channels=preset.channels, hidden=preset.hidden,
+                                 solver=preset.solver(kind))
+    model.load_state_dict(state["model"])
+    return model.to(pick_device(device)).eval()
+
+
 @dataclasses.dataclass
 class ModelRun:
     """The outcome of training one model: the finished measurements, or the point where it stopped."""
@@ -278,8 +294,8 @@ class ModelRun:
     result: Optional[dict] = None
 
 
-def _checkpoint_state(model, optimizer, generator, epoch, history, train_time, preset) -> dict:
-    return {"format": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+def _checkpoint_state(model, optimizer, generator, epoch, history, train_time, preset, image_size) -> dict:
+    return {"format": 1, "image_size": image_size, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(), "epoch": epoch, "history": history,
             "train_time_s": train_time, "preset": _plain(preset)}
 
@@ -290,14 +306,15 @@ def _plain(preset: Preset) -> dict:
 
 
 def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.device,
-                checkpoint: Optional[pathlib.Path] = None, deadline: Optional[float] = None) -> ModelRun:
+                checkpoint: Optional[pathlib.Path] = None, deadline: Optional[float] = None,
+                verbose: bool = True) -> ModelRun:
     """Train one model of Table 1 with ``preset`` on ``data``, resuming from ``checkpoint`` if it exists.
 
     After every epoch: a progress line, the test error, and a checkpoint (model, optimizer, epoch,
     data-order generator, history). When ``time.monotonic()`` passes ``deadline``, training stops
     after the current epoch and the run is reported incomplete; calling again resumes it, and the
     result is bit-for-bit the one an uninterrupted run gives (on the CPU; GPU convolutions are not
-    bitwise deterministic).
+    bitwise deterministic). ``verbose=False`` prints no per-epoch lines.
     """
     index = MODELS.index(kind)
     seed_everything(preset.seed + index)
@@ -360,11 +377,12 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
         history["nfe_backward_iter"] += bwd_iter
         nfe_text = (f"  NFE fwd {history['nfe_forward'][-1]:.1f} bwd {history['nfe_backward'][-1]:.1f}"
                     if _ode_blocks(model) else "")
-        log(f"[{kind}] epoch {epoch + 1}/{preset.epochs}  lr {lr:.3g}  loss {loss_sum / n:.4f}  "
-            f"test error {100 * test['test_error']:.2f}%{nfe_text}  {seconds:.1f} s")
+        if verbose:
+            log(f"[{kind}] epoch {epoch + 1}/{preset.epochs}  lr {lr:.3g}  loss {loss_sum / n:.4f}  "
+                f"test error {100 * test['test_error']:.2f}%{nfe_text}  {seconds:.1f} s")
         if checkpoint is not None:
             save_checkpoint(checkpoint, _checkpoint_state(model, optimizer, generator, epoch + 1, history,
-                                                          train_time, preset))
+                                                          train_time, preset, data.image_size))
         if deadline is not None and time.monotonic() > deadline and epoch + 1 < preset.epochs:
             log(f"[{kind}] time budget reached after epoch {epoch + 1}; run the same command again to resume")
             return ModelRun(kind, False, epoch + 1)
@@ -393,7 +411,8 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
 
 def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[str] = None,
         models: Sequence[str] = MODELS, device: Optional[str] = None, root: Optional[str] = None,
-        budget_s: Optional[float] = None, threads: Optional[int] = None, **overrides) -> dict:
+        budget_s: Optional[float] = None, threads: Optional[int] = None, verbose: bool = True,
+        **overrides) -> dict:
     """Run the Table 1 experiment and return its results (also written to ``out/results.json``).
 
     Args:
@@ -407,6 +426,7 @@ def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[s
         budget_s: stop after the epoch during which this many seconds have passed; the results are
             then marked ``"incomplete"`` and running the same call again resumes.
         threads: PyTorch's CPU thread count (one is fastest for the quick preset's small tensors).
+        verbose: print a line per epoch (otherwise one line per model).
         overrides: fields of :class:`Preset` to change, e.g. ``epochs=2``.
     """
     started = time.monotonic()
@@ -431,7 +451,7 @@ def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[s
                "models": {}, "provenance": None}
     for kind in models:
         checkpoint = out_dir / "checkpoints" / f"{kind}.pt" if out_dir is not None else None
-        outcome = train_model(kind, cfg, data, device=dev, checkpoint=checkpoint, deadline=deadline)
+        outcome = train_model(kind, cfg, data, device=dev, checkpoint=checkpoint, deadline=deadline, verbose=verbose)
         if not outcome.complete:
             results["status"] = "incomplete"
             results["models"][kind] = {"epochs_done": outcome.epochs_done}

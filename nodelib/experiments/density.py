@@ -1,0 +1,447 @@
+"""Figs. 4 and 5 of Chen et al. (2018): continuous against discrete planar flows (chapter "CNF against NF").
+
+Two experiments, one code path at two scales:
+
+* **Density matching (Fig. 4).** A flow ``q`` is fitted to an unnormalised target density ``p̃``
+  (the energies of :mod:`nodelib.data.energies`) by minimising ``KL(q‖p)`` with samples of ``q``
+  (:func:`nodelib.fit_kl`). The planar NF has ``K`` layers (generative direction: samples and their
+  log-densities are explicit); the planar CNF has ``M`` hidden units whose parameters come from a
+  hypernetwork of ``t`` (:class:`nodelib.HyperPlanarField`), and samples with their log-densities
+  come from one forward solve of the augmented ODE (:meth:`nodelib.CNF.sample_with_log_prob`).
+  ``K = M`` runs over the preset's ``sizes``, as in the paper's figure.
+* **Maximum likelihood (Fig. 5).** Both flows are fitted to samples of two circles and two moons
+  (:func:`nodelib.fit_density`), the NF in the normalizing direction (exact ``log q(x)``), the CNF
+  by the reverse-time augmented ODE. The parameter counts are matched: the NF gets
+  ``K = round(P / (2n + 1))`` layers for a CNF of ``P`` parameters (:func:`matched_nf_layers`). The
+  score is the test negative log-likelihood on fresh samples, beside the data's entropy.
+
+Presets: ``"quick"`` (CPU, a minute, the chapter runs it live) and ``"full"`` (the paper's sizes
+``K, M ∈ {1, 2, 8, 32, 64}`` and its 10,000 Adam iterations for the CNF, for a GPU). :func:`run`
+prints plain-text progress, checkpoints every model (an interrupted run resumes when started again
+with the same output folder) and writes ``results.json`` atomically after every model, with
+provenance. The command line ``python -m nodelib.experiments density`` calls it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..cnf import CNF
+from ..data import energies, toy2d
+from ..dynamics import HyperPlanarField
+from ..flows import PlanarFlow
+from ..reproducibility import seed_everything
+from ..solve import SolveStats
+from ..training import FitHistory, fit_density, fit_kl, mean_nll
+from .measure import count_parameters
+from .mnist import _default_dtype
+from .runs import log, pick_device, provenance, write_json_atomic
+
+__all__ = ["DensityPreset", "PRESETS", "PAPER", "get_preset", "matched_nf_layers", "build_nf", "build_cnf",
+           "evaluation_copy", "kl_estimate", "heldout_nll", "run", "plot_density_matching", "plot_maximum_likelihood"]
+
+PARTS = ("kl", "ml")
+
+#: What Chen et al. (2018, §4.1) did for Figs. 4 and 5.
+PAPER = {
+    "sizes": (1, 2, 8, 32, 64),
+    "cnf_iterations": 10_000, "cnf_optimizer": "Adam",
+    "nf_kl_iterations": 500_000, "nf_kl_optimizer": "RMSprop",
+    "ml_iterations": 10_000, "ml_datasets": ("two_circles", "two_moons"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DensityPreset:
+    """Everything that defines a run of both experiments besides the device and the output folder.
+
+    Attributes:
+        name: ``"quick"`` or ``"full"``.
+        targets, sizes: Fig. 4's energies (:data:`nodelib.data.energies.NAMES`) and its ``K = M`` values.
+        kl_iterations_nf, kl_iterations_cnf: Adam iterations of the KL fits.
+        kl_batch, kl_lr: samples per iteration and initial learning rate (cosine schedule to 0).
+        kl_anneal: fraction of the iterations over which the target's weight rises from 0.01 to 1.
+        kl_eval_samples: samples for the reported ``KL(q‖p)`` and its standard error.
+        datasets: Fig. 5's data sets (:data:`nodelib.data.toy2d.NAMES`).
+        ml_width: the CNF's ``M`` in Fig. 5 (the NF's depth follows from the parameter count).
+        ml_iterations, ml_batch, ml_lr: the maximum-likelihood fits.
+        n_train, n_test: training and test points (independent draws).
+        hidden: the widths of the hypernetwork's hidden layers.
+        rtol, atol: tolerances of the CNF's dopri5 solves in training.
+        eval_tol: tolerance of the solves that report KL and test NLL.
+        adjoint: differentiate the CNF's solves by the adjoint method (else direct backprop).
+        nf_init_scale: standard deviation of the NF's initial ``u`` and ``w``.
+        dtype: ``"float32"`` or ``"float64"``.
+        seed: model ``i`` of a run is initialised from ``seed + i``, its samples or minibatches from
+            a generator of its own, so each model is reproducible alone and after a resume.
+        checkpoint_every: iterations between checkpoints.
+    """
+
+    name: str
+    targets: tuple
+    sizes: tuple
+    kl_iterations_nf: int
+    kl_iterations_cnf: int
+    kl_batch: int
+    kl_lr: float
+    datasets: tuple
+    ml_width: int
+    ml_iterations: int
+    ml_batch: int
+    ml_lr: float
+    hidden: tuple
+    kl_anneal: float = 0.5
+    kl_eval_samples: int = 20_000
+    n_train: int = 5000
+    n_test: int = 5000
+    rtol: float = 1e-3
+    atol: float = 1e-3
+    eval_tol: float = 1e-5
+    adjoint: bool = False
+    nf_init_scale: float = 0.5
+    dtype: str = "float64"
+    seed: int = 0
+    checkpoint_every: int = 100
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return {"float32": torch.float32, "float64": torch.float64}[self.dtype]
+
+
+#: ``quick``: one target, ``K = M ∈ {2, 8, 32}``, a few hundred iterations, a hypernetwork with two
+#: hidden layers of 8 (Fig. 5: ``M = 8``, 520 parameters, against an NF of 104 layers).
+#: ``full``: the paper's sizes and CNF iterations, the four energies, a hypernetwork ``1-32-32``
+#: (Fig. 5: ``M = 64``, 13,792 parameters, against an NF of 2,758 layers), the adjoint method. The
+#: paper trained its NFs for 500,000 RMSprop iterations; ``full`` gives them 100,000 Adam iterations.
+PRESETS = {
+    "quick": DensityPreset(name="quick", targets=("u1",), sizes=(2, 8, 32), kl_iterations_nf=300,
+                           kl_iterations_cnf=300, kl_batch=256, kl_lr=2e-2, datasets=("two_circles", "two_moons"),
+                           ml_width=8, ml_iterations=400, ml_batch=256, ml_lr=2e-2, hidden=(8, 8),
+                           kl_eval_samples=10_000, n_test=5000, checkpoint_every=100),
+    "full": DensityPreset(name="full", targets=energies.NAMES, sizes=PAPER["sizes"], kl_iterations_nf=100_000,
+                          kl_iterations_cnf=PAPER["cnf_iterations"], kl_batch=512, kl_lr=1e-2,
+                          datasets=PAPER["ml_datasets"], ml_width=64, ml_iterations=PAPER["ml_iterations"],
+                          ml_batch=512, ml_lr=1e-2, hidden=(32, 32), kl_eval_samples=100_000, n_train=50_000,
+                          n_test=50_000, rtol=1e-5, atol=1e-5, eval_tol=1e-6, adjoint=True, dtype="float32",
+                          checkpoint_every=500),
+}
+
+
+def get_preset(name: str, **overrides) -> DensityPreset:
+    """Preset ``name`` with some fields replaced, e.g. ``get_preset("quick", ml_iterations=50)``."""
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r} is unknown; expected one of {sorted(PRESETS)}.")
+    fields = {f.name for f in dataclasses.fields(DensityPreset)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"overrides {unknown} are not fields of DensityPreset; valid ones are {sorted(fields)}.")
+    preset = dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    preset = dataclasses.replace(preset, targets=tuple(preset.targets), sizes=tuple(preset.sizes),
+                                 datasets=tuple(preset.datasets), hidden=tuple(preset.hidden))
+    bad = [t for t in preset.targets if t not in energies.NAMES]
+    if bad:
+        raise ValueError(f"targets {bad} are unknown; expected names from {energies.NAMES}.")
+    bad = [d for d in preset.datasets if d not in toy2d.NAMES]
+    if bad:
+        raise ValueError(f"datasets {bad} are unknown; expected names from {toy2d.NAMES}.")
+    for field in ("kl_iterations_nf", "kl_iterations_cnf", "kl_batch", "ml_width", "ml_iterations", "ml_batch",
+                  "kl_eval_samples", "n_train", "n_test", "checkpoint_every"):
+        value = getattr(preset, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field} must be a positive int, got {value!r}.")
+    if not preset.sizes or not all(isinstance(s, int) and s >= 1 for s in preset.sizes):
+        raise ValueError(f"sizes must be positive ints, got {preset.sizes!r}.")
+    if not 0 <= preset.kl_anneal <= 1:
+        raise ValueError(f"kl_anneal must be a fraction in [0, 1], got {preset.kl_anneal!r}.")
+    if preset.dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype={preset.dtype!r} must be 'float32' or 'float64'.")
+    return preset
+
+
+def matched_nf_layers(params: int, dim: int = 2) -> int:
+    """The depth ``K = round(params / (2 dim + 1))`` (at least 1) of a planar NF with about ``params``
+    parameters: each planar layer has ``u, w ∈ R^dim`` and ``b``, so ``|K (2 dim + 1) - params| ≤ dim``."""
+    if isinstance(params, bool) or not isinstance(params, int) or params < 1:
+        raise ValueError(f"params must be a positive int, got {params!r}.")
+    return max(1, int(math.floor(params / (2 * dim + 1) + 0.5)))
+
+
+def build_nf(layers: int, preset: DensityPreset, *, direction: str, device: torch.device) -> PlanarFlow:
+    """A planar NF of ``layers`` layers in 2D, built in the preset's dtype."""
+    with _default_dtype(preset.torch_dtype):
+        return PlanarFlow(2, layers, direction=direction, init_scale=preset.nf_init_scale).to(device)
+
+
+def build_cnf(width: int, preset: DensityPreset, *, device: torch.device) -> CNF:
+    """The paper's planar CNF in 2D: :class:`HyperPlanarField` with ``width`` units, closed-form trace,
+    dopri5 at the preset's training tolerance on ``t ∈ [0, 1]``."""
+    with _default_dtype(preset.torch_dtype):
+        field = HyperPlanarField(2, width, preset.hidden).to(device)
+    return CNF(field, trace="closed_form", adjoint=preset.adjoint, rtol=preset.rtol, atol=preset.atol)
+
+
+def evaluation_copy(model: nn.Module, tol: float) -> nn.Module:
+    """``model`` for reporting: a CNF sharing its field, solved at tolerance ``tol`` (an NF is exact as it is)."""
+    if isinstance(model, CNF):
+        return CNF(model.field, trace=model.trace, adjoint=False, rtol=tol, atol=tol)
+    return model
+
+
+def kl_estimate(model: nn.Module, target: str, n: int, *, seed: int = 1, batch: int = 10_000,
+                stats: Optional[SolveStats] = None) -> Tuple[float, float]:
+    """Monte Carlo ``KL(q‖p) = E_q[log q - log p̃] + log Z`` with ``n`` samples of ``q``, and its
+    standard error, for the energy ``target`` (``log Z`` from :func:`nodelib.data.energies.log_normaliser`)."""
+    device = next(iter(model.parameters())).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    gaps = []
+    with torch.no_grad():
+        for size in [batch] * (n // batch) + ([n % batch] if n % batch else []):
+            kwargs = {"stats": stats} if isinstance(model, CNF) else {}
+            x, log_q = model.sample_with_log_prob(size, generator=generator, **kwargs)
+            gaps.append((log_q - energies.unnormalised_log_density(target, x)).double().cpu())
+    gap = torch.cat(gaps)
+    return float(gap.mean()) + energies.log_normaliser(target), float(gap.std() / math.sqrt(len(gap)))
+
+
+def heldout_nll(model: nn.Module, x: Tensor, *, stats: Optional[SolveStats] = None) -> Tuple[float, float]:
+    """Average negative log-likelihood of ``x`` under ``model`` and its standard error, in nats."""
+    with torch.no_grad():
+        kwargs = {"stats": stats} if isinstance(model, CNF) else {}
+        logp = torch.cat([model.log_prob(chunk, **kwargs) for chunk in x.split(5000)]).double().cpu()
+    return float(-logp.mean()), float(logp.std() / math.sqrt(len(logp)))
+
+
+def _grid_mass(model: nn.Module, device: torch.device, dtype: torch.dtype) -> float:
+    """``∫ q`` over ``[-6, 6]²`` by the midpoint rule (close to 1 for a proper density)."""
+    def log_prob(points: Tensor) -> Tensor:
+        return model.log_prob(points.to(device=device, dtype=dtype)).cpu()
+    return toy2d.grid_log_density(log_prob, bounds=(-6, 6, -6, 6), resolution=120, dtype=dtype).integral()
+
+
+def _plain(preset: DensityPreset) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(preset).items()}
+
+
+def _record(model: nn.Module, history: FitHistory, iterations: int, checkpoint: Optional[pathlib.Path]) -> dict:
+    return {"params": count_parameters(model), "iterations": iterations, "train_time_s": history.total_seconds,
+            "final_loss": history.losses[-1][1] if history.losses else None,
+            "checkpoint": str(checkpoint) if checkpoint is not None else None}
+
+
+def _fit_kl(kind: str, size: int, target: str, index: int, cfg: DensityPreset, device: torch.device,
+            checkpoint: Optional[pathlib.Path], deadline: Optional[float], verbose: bool):
+    seed_everything(cfg.seed + index)
+    model = (build_nf(size, cfg, direction="generative", device=device) if kind == "nf"
+             else build_cnf(size, cfg, device=device))
+    iterations = cfg.kl_iterations_nf if kind == "nf" else cfg.kl_iterations_cnf
+    history = fit_kl(model, lambda x: energies.unnormalised_log_density(target, x), iterations=iterations,
+                     batch_size=cfg.kl_batch, lr=cfg.kl_lr, seed=cfg.seed + index,
+                     anneal_iterations=int(cfg.kl_anneal * iterations), log_every=max(1, iterations // 4),
+                     checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, verbose=verbose,
+                     deadline=deadline)
+    if not history.complete:
+        return model, None
+    record = _record(model, history, iterations, checkpoint)
+    stats = SolveStats()
+    record["kl"], record["kl_se"] = kl_estimate(evaluation_copy(model, cfg.eval_tol), target, cfg.kl_eval_samples,
+                                                stats=stats)
+    record["eval_nfe"] = stats.nfe_forward if kind == "cnf" else None
+    record["size"] = size
+    return model, record
+
+
+def _fit_ml(kind: str, dataset: str, index: int, cfg: DensityPreset, train: Tensor, test: Tensor,
+            device: torch.device, checkpoint: Optional[pathlib.Path], deadline: Optional[float], verbose: bool):
+    seed_everything(cfg.seed + index)
+    cnf_params = HyperPlanarField.count_parameters(2, cfg.ml_width, cfg.hidden)
+    model = (build_nf(matched_nf_layers(cnf_params), cfg, direction="normalizing", device=device) if kind == "nf"
+             else build_cnf(cfg.ml_width, cfg, device=device))
+    history = fit_density(model, train, iterations=cfg.ml_iterations, batch_size=cfg.ml_batch, lr=cfg.ml_lr,
+                          seed=cfg.seed + index, log_every=max(1, cfg.ml_iterations // 4), checkpoint=checkpoint,
+                          checkpoint_every=cfg.checkpoint_every, verbose=verbose, deadline=deadline)
+    if not history.complete:
+        return model, None
+    record = _record(model, history, cfg.ml_iterations, checkpoint)
+    stats = SolveStats()
+    evaluated = evaluation_copy(model, cfg.eval_tol)
+    record["test_nll"], record["test_nll_se"] = heldout_nll(evaluated, test, stats=stats)
+    record["eval_nfe"] = stats.nfe_forward if kind == "cnf" else None
+    record["grid_mass"] = _grid_mass(evaluated, device, cfg.torch_dtype)
+    record["layers" if kind == "nf" else "width"] = len(model.layers) if kind == "nf" else cfg.ml_width
+    return model, record
+
+
+def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[str] = None,
+        parts: Sequence[str] = PARTS, budget_s: Optional[float] = None, threads: Optional[int] = None,
+        verbose: bool = True, return_models: bool = False, **overrides):
+    """Run Figs. 4 and 5 and return the results (also written to ``out/results.json``).
+
+    Args:
+        preset: ``"quick"`` or ``"full"``.
+        out: folder for ``results.json`` and ``checkpoints/``; ``None`` keeps nothing on disk.
+        device: ``"cpu"``, ``"cuda"``, ...; default CUDA when available.
+        parts: ``"kl"`` (Fig. 4, density matching) and/or ``"ml"`` (Fig. 5, maximum likelihood).
+        budget_s: stop (after a checkpoint) once this many seconds have passed; the results are then
+            marked ``"incomplete"`` and running the same call again resumes.
+        threads: PyTorch's CPU thread count.
+        verbose: print the progress lines of every fit (the run's own lines are always printed).
+        return_models: also return the trained models, ``{(part, name, kind, size): model}``.
+        overrides: fields of :class:`DensityPreset` to change, e.g. ``sizes=(2,)``.
+
+    The models are trained one after the other: for each target, NF then CNF for every size; then for
+    each data set, NF then CNF. Every model's checkpoint is ``out/checkpoints/<part>-<name>-<kind>-<size>.pt``.
+    """
+    started = time.monotonic()
+    deadline = None if budget_s is None else started + budget_s
+    cfg = get_preset(preset, **overrides)
+    parts = tuple(parts)
+    if not parts or any(p not in PARTS for p in parts):
+        raise ValueError(f"parts={parts!r} must be a non-empty selection from {PARTS}.")
+    dev = pick_device(device)
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, got {threads!r}.")
+        torch.set_num_threads(threads)
+    out_dir = pathlib.Path(out) if out is not None else None
+    results = {"experiment": "cnf-vs-nf", "preset": cfg.name, "status": "running", "parts": list(parts),
+               "config": _plain(cfg), "paper": {k: list(v) if isinstance(v, tuple) else v for k, v in PAPER.items()},
+               "density_matching": {}, "maximum_likelihood": {}, "provenance": None}
+    if out_dir is not None and (out_dir / "results.json").is_file():
+        previous = json.loads((out_dir / "results.json").read_text())
+        if previous.get("config") != results["config"]:
+            raise ValueError(f"{out_dir} holds a run with another configuration; use another --out or the same "
+                             f"options (previous config: {previous.get('config')}).")
+    models: Dict[tuple, nn.Module] = {}
+    log(f"CNF against NF: preset {cfg.name}, parts {list(parts)}, device {dev}, dtype {cfg.dtype}")
+
+    def checkpoint(name: str) -> Optional[pathlib.Path]:
+        if out_dir is None:
+            return None
+        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        return out_dir / "checkpoints" / f"{name}.pt"
+
+    def save() -> None:
+        results["provenance"] = provenance(dev, wall_time_s=time.monotonic() - started)
+        if out_dir is not None:
+            write_json_atomic(out_dir / "results.json", results)
+
+    jobs = []
+    if "kl" in parts:
+        jobs += [("kl", target, kind, size) for target in cfg.targets for size in cfg.sizes for kind in ("nf", "cnf")]
+    if "ml" in parts:
+        jobs += [("ml", dataset, kind, None) for dataset in cfg.datasets for kind in ("nf", "cnf")]
+    data: Dict[str, Tuple[Tensor, Tensor]] = {}
+    for index, (part, name, kind, size) in enumerate(jobs):
+        tag = f"{part}-{name}-{kind}" + (f"-{size}" if size is not None else "")
+        if part == "kl":
+            slot = results["density_matching"].setdefault(name, {"log_normaliser": energies.log_normaliser(name),
+                                                                 "nf": {}, "cnf": {}})
+            model, record = _fit_kl(kind, size, name, index, cfg, dev, checkpoint(tag), deadline, verbose)
+        else:
+            if name not in data:
+                data[name] = tuple(toy2d.sample(name, n, seed=seed, dtype=cfg.torch_dtype).to(dev)
+                                   for n, seed in ((cfg.n_train, 1), (cfg.n_test, 2)))
+            if name not in results["maximum_likelihood"]:
+                entropy, entropy_se = toy2d.entropy(name, n=100_000)
+                results["maximum_likelihood"][name] = {"entropy": entropy, "entropy_se": entropy_se}
+            slot = results["maximum_likelihood"][name]
+            model, record = _fit_ml(kind, name, index, cfg, *data[name], dev, checkpoint(tag), deadline, verbose)
+        if record is None:
+            results["status"] = "incomplete"
+            log(f"[{tag}] time budget reached; run the same command again to resume")
+            break
+        models[(part, name, kind, size)] = model
+        if part == "kl":
+            slot[kind][str(size)] = record
+            log(f"[{tag}] {record['params']} parameters, KL(q||p) = {record['kl']:.3f} ± {record['kl_se']:.3f} "
+                f"nats, {record['train_time_s']:.1f} s")
+        else:
+            slot[kind] = record
+            log(f"[{tag}] {record['params']} parameters, test NLL {record['test_nll']:.3f} ± "
+                f"{record['test_nll_se']:.3f} nats (entropy {slot['entropy']:.3f}), {record['train_time_s']:.1f} s")
+        save()
+    else:
+        results["status"] = "complete"
+    save()
+    log(f"CNF against NF {results['status']} in {time.monotonic() - started:.1f} s"
+        + (f"; results in {out_dir / 'results.json'}" if out_dir is not None else ""))
+    return (results, models) if return_models else results
+
+
+def _panel(ax, title: str) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal")
+
+
+def plot_density_matching(results: dict, models: dict, target: str, *, n: int = 2000, seed: int = 3,
+                          bounds: Tuple[float, float, float, float] = (-4, 4, -4, 4)):
+    """Fig. 4's layout for one target: the target density, then one column per size with the NF's and
+    the CNF's samples below it (rows: target / NF with K layers / CNF with M units). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    record = results["density_matching"][target]
+    sizes = sorted(int(s) for s in record["nf"] if str(s) in record["cnf"])
+    fig, axes = plt.subplots(3, len(sizes), figsize=(2.3 * len(sizes), 7.0), squeeze=False)
+    grid = toy2d.grid_log_density(lambda z: energies.unnormalised_log_density(target, z), bounds=bounds,
+                                  resolution=200, dtype=torch.float64)
+    for j, size in enumerate(sizes):
+        axes[0, j].imshow(grid.density, extent=grid.extent, origin="lower", cmap="viridis")
+        _panel(axes[0, j], f"target {target.upper()}")
+        for row, kind, label in ((1, "nf", "K"), (2, "cnf", "M")):
+            model = models[("kl", target, kind, size)]
+            device = next(iter(model.parameters())).device
+            with torch.no_grad():
+                x = model.sample_with_log_prob(n, generator=torch.Generator(device=device).manual_seed(seed))[0]
+            x = x.cpu()
+            axes[row, j].scatter(x[:, 0], x[:, 1], s=0.5, color=f"C{row - 1}")
+            axes[row, j].set_xlim(*bounds[:2])
+            axes[row, j].set_ylim(*bounds[2:])
+            r = record[kind][str(size)]
+            _panel(axes[row, j], f"{kind.upper()} {label}={size}: KL {r['kl']:.2f}")
+    fig.tight_layout()
+    return fig
+
+
+_ML_BOUNDS = {"two_circles": (-1.6, 1.6, -1.6, 1.6), "two_moons": (-3.5, 3.5, -3.5, 3.5)}
+
+
+def plot_maximum_likelihood(results: dict, models: dict, *, n: int = 2000, seed: int = 3, resolution: int = 80):
+    """Fig. 5's comparison: per data set (rows), the data, then the NF's and the CNF's samples and
+    densities, with their test NLL. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    names = list(results["maximum_likelihood"])
+    fig, axes = plt.subplots(len(names), 5, figsize=(12.5, 2.6 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        bounds = _ML_BOUNDS.get(name, (-4, 4, -4, 4))
+        data = toy2d.sample(name, n, seed=2)
+        row[0].scatter(data[:, 0], data[:, 1], s=0.5, color="k")
+        _panel(row[0], f"{name.replace('_', ' ')}: data")
+        for i, kind in enumerate(("nf", "cnf")):
+            model = models[("ml", name, kind, None)]
+            param = next(iter(model.parameters()))
+            record = results["maximum_likelihood"][name][kind]
+            evaluated = evaluation_copy(model, results["config"]["eval_tol"])
+            with torch.no_grad():
+                x = evaluated.sample(n, generator=torch.Generator(device=param.device).manual_seed(seed)).cpu()
+            grid = toy2d.grid_log_density(
+                lambda z: evaluated.log_prob(z.to(device=param.device, dtype=param.dtype)).cpu(),
+                bounds=bounds, resolution=resolution, dtype=param.dtype)
+            row[1 + 2 * i].scatter(x[:, 0], x[:, 1], s=0.5, color=f"C{i}")
+            _panel(row[1 + 2 * i], f"{kind.upper()} samples ({record['params']} params)")
+            row[2 + 2 * i].imshow(grid.density, extent=grid.extent, origin="lower", cmap="viridis")
+            _panel(row[2 + 2 * i], f"{kind.upper()} density: NLL {record['test_nll']:.2f}")
+        for ax in row:
+            ax.set_xlim(*bounds[:2])
+            ax.set_ylim(*bounds[2:])
+    fig.tight_layout()
+    return fig
