@@ -33,3 +33,14 @@ def test_adjoint_keeps_outputs_only_and_direct_grows_with_steps():
     assert kept["adjoint", 10] == kept["adjoint", 40] == (2 * 32 * 2 + 2) * 8
     # direct backprop saves per-step activations: four times the steps, about four times the memory
     assert 3.5 < kept["direct", 40] / kept["direct", 10] < 4.1
+
+
+def test_dropped_graphs_do_not_count():
+    x = torch.randn(1000, requires_grad=True)
+
+    def run():
+        (x * 2).exp()  # a graph built and dropped: exp saves its 1000-element output, then it is freed
+        return x.sin()  # sin saves x
+
+    _, kept = kept_for_backward(run)
+    assert kept == 1000 * 8
