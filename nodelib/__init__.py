@@ -4,7 +4,8 @@ The public surface, by chapter of the book:
 
 * :func:`odeint_adjoint`, :class:`AugmentedDynamics` - the adjoint sensitivity method (Theorem 1);
 * :func:`odeint`, :class:`SolveStats`, :class:`SolverError` - black-box solves with counts and guards;
-* :class:`MLPField` - the free-form vector field ``f(z, t) = MLP([z, t])``;
+* :class:`MLPField` - the free-form vector field ``f(z, t) = MLP([z, t])``; :class:`ConvField` - the
+  ODE-Net's time-concatenated convolutional field (chapter "ODE-Net on MNIST");
 * :func:`trace_exact`, :func:`trace_hutchinson`, :func:`draw_noise` - ``tr ∇_§1 f`` (Theorem 2);
 * :class:`CNF`, :class:`StandardNormal`, :func:`log_prob_gradients` - continuous normalizing flows;
 * :func:`fit_density`, :func:`mean_nll` - maximum-likelihood training of density models; :func:`fit_kl` -
@@ -16,7 +17,7 @@ The public surface, by chapter of the book:
 """
 from .adjoint import AugmentedDynamics, odeint_adjoint
 from .cnf import CNF, StandardNormal, log_prob_gradients
-from .dynamics import GatedPlanarField, HyperPlanarField, MLPField
+from .dynamics import ConvField, GatedPlanarField, HyperPlanarField, MLPField
 from .flows import PlanarFlow, PlanarLayer
 from .reproducibility import seed_everything
 from .solve import SolverError, SolveStats, odeint
@@ -27,5 +28,5 @@ __all__ = ["odeint", "odeint_adjoint", "AugmentedDynamics", "SolveStats", "Solve
            "CNF", "StandardNormal", "log_prob_gradients",
            "trace_exact", "trace_hutchinson", "draw_noise", "TRACE_METHODS", "NOISE_TYPES",
            "fit_density", "fit_kl", "mean_nll", "FitHistory",
-           "PlanarFlow", "PlanarLayer", "GatedPlanarField", "HyperPlanarField"]
+           "PlanarFlow", "PlanarLayer", "GatedPlanarField", "HyperPlanarField", "ConvField"]
 __version__ = "0.1.0"

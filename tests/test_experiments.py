@@ -166,6 +166,8 @@ def test_presets_and_their_checks():
     full = get_preset("full")
     assert (full.channels, full.dataset, full.rk_steps) == (64, "mnist", 4)
     assert [full.lr_at(e) for e in (0, 14, 15, 21, 23, 29)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert [full.lr_at(0, f) for f in (0.25, 0.5)] == pytest.approx([0.025, 0.05])   # one-epoch warm-up
+    assert get_preset("quick").lr_at(0, 0.1) == get_preset("quick").lr
     assert get_preset("quick", epochs=3).epochs == 3
     with pytest.raises(ValueError, match="preset='huge'"):
         get_preset("huge")
