@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .adjoint import odeint_adjoint
+from .flows import standard_normal_log_prob
 from .solve import SolveStats, check_solver, odeint
 from .trace import check_noise_type, check_trace_method, draw_noise, trace_exact, trace_hutchinson
 
@@ -45,7 +46,7 @@ class StandardNormal:
 
     def log_prob(self, z: Tensor) -> Tensor:
         """``log N(z; 0, I)`` for ``z`` of shape ``(..., d)``; returns shape ``z.shape[:-1]``."""
-        return -0.5 * (z.pow(2).sum(-1) + self.dim * math.log(2 * math.pi))
+        return standard_normal_log_prob(z)
 
     def sample(self, n: int, *, generator: Optional[torch.Generator] = None,
                dtype: Optional[torch.dtype] = None, device: Optional[torch.device] = None) -> Tensor:

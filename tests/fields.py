@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from nodelib.checks import relative_error
+
 
 class TimeMLP(nn.Module):
     """A small non-autonomous field f(z, t) = MLP([z, t]); counts its calls."""
@@ -28,8 +30,5 @@ class Linear(nn.Module):
 
 
 def rel(a, b):
-    """Relative error |a - b| / |b| of two tensors or tuples of tensors."""
-    if isinstance(a, (tuple, list)):
-        a = torch.cat([x.reshape(-1) for x in a])
-        b = torch.cat([x.reshape(-1) for x in b])
-    return float((a - b).detach().norm() / b.detach().norm())
+    """Relative error |a - b| / |b| of two tensors or sequences of tensors."""
+    return relative_error(a, b)
