@@ -11,6 +11,7 @@ Running a command again with the same ``--out`` resumes from the last checkpoint
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 from typing import Optional, Sequence
 
@@ -62,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--budget-s", type=float, default=None,
                    help="stop after a checkpoint once this many seconds have passed (rerun to resume)")
     d.add_argument("--quiet", action="store_true", help="print one line per model, not the fits' progress")
+    d.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a field of the preset (nodelib.experiments.density.DensityPreset), e.g. "
+                        "--set kl_eval_samples=1000 --set hidden='(16, 16)'; repeatable")
     return p
 
 
@@ -72,6 +76,14 @@ def _density(args: argparse.Namespace) -> dict:
     n = args.iterations
     overrides = dict(targets=names(args.targets), sizes=names(args.sizes, int), kl_iterations_nf=n,
                      kl_iterations_cnf=n, ml_iterations=n)
+    for item in args.set:
+        field, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        try:
+            overrides[field.strip()] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            overrides[field.strip()] = text
     results, models = density.run(args.preset, out=args.out, device=args.device, parts=names(args.parts),
                                   budget_s=args.budget_s, threads=args.threads, verbose=not args.quiet,
                                   return_models=True, **overrides)

@@ -45,7 +45,8 @@ from .mnist import _default_dtype
 from .runs import log, pick_device, provenance, write_json_atomic
 
 __all__ = ["DensityPreset", "PRESETS", "PAPER", "get_preset", "matched_nf_layers", "build_nf", "build_cnf",
-           "evaluation_copy", "kl_estimate", "heldout_nll", "run", "plot_density_matching", "plot_maximum_likelihood"]
+           "evaluation_copy", "kl_estimate", "heldout_nll", "run", "kl_table", "ml_table", "plot_density_matching",
+           "plot_maximum_likelihood", "save_figures"]
 
 PARTS = ("kl", "ml")
 
@@ -69,9 +70,12 @@ class DensityPreset:
         kl_batch, kl_lr: samples per iteration and initial learning rate (cosine schedule to 0).
         kl_anneal: fraction of the iterations over which the target's weight rises from 0.01 to 1.
         kl_eval_samples: samples for the reported ``KL(q‖p)`` and its standard error.
+        entropy_samples: samples for the Monte Carlo entropy of each data set (the floor of the test NLL).
         datasets: Fig. 5's data sets (:data:`nodelib.data.toy2d.NAMES`).
         ml_width: the CNF's ``M`` in Fig. 5 (the NF's depth follows from the parameter count).
         ml_iterations, ml_batch, ml_lr: the maximum-likelihood fits.
+        ml_repeats: independent repeats of each maximum-likelihood fit (new initialisation and
+            minibatches; same data), to see the spread between seeds.
         n_train, n_test: training and test points (independent draws).
         hidden: the widths of the hypernetwork's hidden layers.
         rtol, atol: tolerances of the CNF's dopri5 solves in training.
@@ -97,8 +101,10 @@ class DensityPreset:
     ml_batch: int
     ml_lr: float
     hidden: tuple
+    ml_repeats: int = 1
     kl_anneal: float = 0.5
     kl_eval_samples: int = 20_000
+    entropy_samples: int = 100_000
     n_train: int = 5000
     n_test: int = 5000
     rtol: float = 1e-3
@@ -115,22 +121,23 @@ class DensityPreset:
         return {"float32": torch.float32, "float64": torch.float64}[self.dtype]
 
 
-#: ``quick``: one target, ``K = M ∈ {2, 8, 32}``, a few hundred iterations, a hypernetwork with two
-#: hidden layers of 8 (Fig. 5: ``M = 8``, 520 parameters, against an NF of 104 layers).
-#: ``full``: the paper's sizes and CNF iterations, the four energies, a hypernetwork ``1-32-32``
-#: (Fig. 5: ``M = 64``, 13,792 parameters, against an NF of 2,758 layers), the adjoint method. The
-#: paper trained its NFs for 500,000 RMSprop iterations; ``full`` gives them 100,000 Adam iterations.
+#: ``quick``: one target, ``K = M ∈ {2, 8, 32}``, a few hundred iterations, a hypernetwork with one
+#: hidden layer of 4 (Fig. 5: ``M = 8``, 248 parameters, against an NF of 50 layers, 250 parameters;
+#: three repeats). ``full``: the paper's sizes and CNF iterations, the four energies, a hypernetwork
+#: ``1-32-32`` (Fig. 5: ``M = 64``, 13,792 parameters, against an NF of 2,758 layers), the adjoint
+#: method. The paper trained its NFs for 500,000 RMSprop iterations; ``full`` gives them 100,000 Adam
+#: iterations.
 PRESETS = {
     "quick": DensityPreset(name="quick", targets=("u1",), sizes=(2, 8, 32), kl_iterations_nf=300,
                            kl_iterations_cnf=300, kl_batch=256, kl_lr=2e-2, datasets=("two_circles", "two_moons"),
-                           ml_width=8, ml_iterations=400, ml_batch=256, ml_lr=2e-2, hidden=(8, 8),
-                           kl_eval_samples=10_000, n_test=5000, checkpoint_every=100),
+                           ml_width=8, ml_iterations=400, ml_batch=256, ml_lr=2e-2, hidden=(4,), ml_repeats=3,
+                           kl_eval_samples=10_000, entropy_samples=20_000, checkpoint_every=100),
     "full": DensityPreset(name="full", targets=energies.NAMES, sizes=PAPER["sizes"], kl_iterations_nf=100_000,
                           kl_iterations_cnf=PAPER["cnf_iterations"], kl_batch=512, kl_lr=1e-2,
                           datasets=PAPER["ml_datasets"], ml_width=64, ml_iterations=PAPER["ml_iterations"],
-                          ml_batch=512, ml_lr=1e-2, hidden=(32, 32), kl_eval_samples=100_000, n_train=50_000,
-                          n_test=50_000, rtol=1e-5, atol=1e-5, eval_tol=1e-6, adjoint=True, dtype="float32",
-                          checkpoint_every=500),
+                          ml_batch=512, ml_lr=1e-2, hidden=(32, 32), ml_repeats=3, kl_eval_samples=100_000,
+                          n_train=50_000, n_test=50_000, rtol=1e-5, atol=1e-5, eval_tol=1e-6, adjoint=True,
+                          dtype="float32", checkpoint_every=500),
 }
 
 
@@ -152,7 +159,7 @@ def get_preset(name: str, **overrides) -> DensityPreset:
     if bad:
         raise ValueError(f"datasets {bad} are unknown; expected names from {toy2d.NAMES}.")
     for field in ("kl_iterations_nf", "kl_iterations_cnf", "kl_batch", "ml_width", "ml_iterations", "ml_batch",
-                  "kl_eval_samples", "n_train", "n_test", "checkpoint_every"):
+                  "ml_repeats", "kl_eval_samples", "entropy_samples", "n_train", "n_test", "checkpoint_every"):
         value = getattr(preset, field)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{field} must be a positive int, got {value!r}.")
@@ -194,20 +201,28 @@ def evaluation_copy(model: nn.Module, tol: float) -> nn.Module:
     return model
 
 
-def kl_estimate(model: nn.Module, target: str, n: int, *, seed: int = 1, batch: int = 10_000,
+def kl_estimate(model: nn.Module, log_target, log_normaliser: float, n: int, *, seed: int = 1, batch: int = 10_000,
                 stats: Optional[SolveStats] = None) -> Tuple[float, float]:
-    """Monte Carlo ``KL(q‖p) = E_q[log q - log p̃] + log Z`` with ``n`` samples of ``q``, and its
-    standard error, for the energy ``target`` (``log Z`` from :func:`nodelib.data.energies.log_normaliser`)."""
+    """Monte Carlo ``KL(q‖p) = E_q[log q - log p̃] + log Z`` (eq. :eq:`reverse-kl`) from ``n`` samples of
+    ``q``, and its standard error.
+
+    Args:
+        model: a module with ``sample_with_log_prob(n, generator=...)``, the density ``q``.
+        log_target: ``log p̃``, points ``(B, d)`` to ``(B,)``.
+        log_normaliser: ``log Z = log ∫ p̃``.
+        n, seed, batch: samples, seed of their generator (on the model's device), samples per call.
+        stats: a :class:`nodelib.SolveStats` for a CNF's evaluation counts.
+    """
     device = next(iter(model.parameters())).device
     generator = torch.Generator(device=device).manual_seed(seed)
+    kwargs = {"stats": stats} if isinstance(model, CNF) else {}
     gaps = []
     with torch.no_grad():
         for size in [batch] * (n // batch) + ([n % batch] if n % batch else []):
-            kwargs = {"stats": stats} if isinstance(model, CNF) else {}
             x, log_q = model.sample_with_log_prob(size, generator=generator, **kwargs)
-            gaps.append((log_q - energies.unnormalised_log_density(target, x)).double().cpu())
+            gaps.append((log_q - log_target(x)).double().cpu())
     gap = torch.cat(gaps)
-    return float(gap.mean()) + energies.log_normaliser(target), float(gap.std() / math.sqrt(len(gap)))
+    return float(gap.mean()) + log_normaliser, float(gap.std() / math.sqrt(len(gap)))
 
 
 def heldout_nll(model: nn.Module, x: Tensor, *, stats: Optional[SolveStats] = None) -> Tuple[float, float]:
@@ -235,11 +250,20 @@ def _record(model: nn.Module, history: FitHistory, iterations: int, checkpoint: 
             "checkpoint": str(checkpoint) if checkpoint is not None else None}
 
 
-def _fit_kl(kind: str, size: int, target: str, index: int, cfg: DensityPreset, device: torch.device,
-            checkpoint: Optional[pathlib.Path], deadline: Optional[float], verbose: bool):
-    seed_everything(cfg.seed + index)
-    model = (build_nf(size, cfg, direction="generative", device=device) if kind == "nf"
-             else build_cnf(size, cfg, device=device))
+def _build(part: str, kind: str, size: Optional[int], cfg: DensityPreset, device: torch.device) -> nn.Module:
+    """The untrained model of one job: Fig. 4's NF (``size`` layers, generative) or CNF (``size``
+    units); Fig. 5's CNF (``cfg.ml_width`` units) or NF (normalizing, matched parameter count)."""
+    if part == "kl":
+        return (build_nf(size, cfg, direction="generative", device=device) if kind == "nf"
+                else build_cnf(size, cfg, device=device))
+    if kind == "cnf":
+        return build_cnf(cfg.ml_width, cfg, device=device)
+    layers = matched_nf_layers(HyperPlanarField.count_parameters(2, cfg.ml_width, cfg.hidden))
+    return build_nf(layers, cfg, direction="normalizing", device=device)
+
+
+def _fit_kl(model: nn.Module, kind: str, target: str, index: int, cfg: DensityPreset,
+            checkpoint: Optional[pathlib.Path], deadline: Optional[float], verbose: bool) -> Optional[dict]:
     iterations = cfg.kl_iterations_nf if kind == "nf" else cfg.kl_iterations_cnf
     history = fit_kl(model, lambda x: energies.unnormalised_log_density(target, x), iterations=iterations,
                      batch_size=cfg.kl_batch, lr=cfg.kl_lr, seed=cfg.seed + index,
@@ -247,35 +271,35 @@ def _fit_kl(kind: str, size: int, target: str, index: int, cfg: DensityPreset, d
                      checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, verbose=verbose,
                      deadline=deadline)
     if not history.complete:
-        return model, None
+        return None
     record = _record(model, history, iterations, checkpoint)
     stats = SolveStats()
-    record["kl"], record["kl_se"] = kl_estimate(evaluation_copy(model, cfg.eval_tol), target, cfg.kl_eval_samples,
-                                                stats=stats)
+    record["kl"], record["kl_se"] = kl_estimate(evaluation_copy(model, cfg.eval_tol),
+                                                lambda x: energies.unnormalised_log_density(target, x),
+                                                energies.log_normaliser(target), cfg.kl_eval_samples, stats=stats)
     record["eval_nfe"] = stats.nfe_forward if kind == "cnf" else None
-    record["size"] = size
-    return model, record
+    return record
 
 
-def _fit_ml(kind: str, dataset: str, index: int, cfg: DensityPreset, train: Tensor, test: Tensor,
-            device: torch.device, checkpoint: Optional[pathlib.Path], deadline: Optional[float], verbose: bool):
-    seed_everything(cfg.seed + index)
-    cnf_params = HyperPlanarField.count_parameters(2, cfg.ml_width, cfg.hidden)
-    model = (build_nf(matched_nf_layers(cnf_params), cfg, direction="normalizing", device=device) if kind == "nf"
-             else build_cnf(cfg.ml_width, cfg, device=device))
+def _fit_ml(model: nn.Module, kind: str, index: int, cfg: DensityPreset, train: Tensor, test: Tensor,
+            checkpoint: Optional[pathlib.Path], deadline: Optional[float], verbose: bool) -> Optional[dict]:
     history = fit_density(model, train, iterations=cfg.ml_iterations, batch_size=cfg.ml_batch, lr=cfg.ml_lr,
                           seed=cfg.seed + index, log_every=max(1, cfg.ml_iterations // 4), checkpoint=checkpoint,
                           checkpoint_every=cfg.checkpoint_every, verbose=verbose, deadline=deadline)
     if not history.complete:
-        return model, None
+        return None
     record = _record(model, history, cfg.ml_iterations, checkpoint)
     stats = SolveStats()
     evaluated = evaluation_copy(model, cfg.eval_tol)
     record["test_nll"], record["test_nll_se"] = heldout_nll(evaluated, test, stats=stats)
     record["eval_nfe"] = stats.nfe_forward if kind == "cnf" else None
-    record["grid_mass"] = _grid_mass(evaluated, device, cfg.torch_dtype)
-    record["layers" if kind == "nf" else "width"] = len(model.layers) if kind == "nf" else cfg.ml_width
-    return model, record
+    param = next(iter(model.parameters()))
+    record["grid_mass"] = _grid_mass(evaluated, param.device, param.dtype)
+    if kind == "nf":
+        record["layers"] = len(model.layers)
+    else:
+        record["width"] = cfg.ml_width
+    return record
 
 
 def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[str] = None,
@@ -292,11 +316,14 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
             marked ``"incomplete"`` and running the same call again resumes.
         threads: PyTorch's CPU thread count.
         verbose: print the progress lines of every fit (the run's own lines are always printed).
-        return_models: also return the trained models, ``{(part, name, kind, size): model}``.
+        return_models: also return the trained models, ``{(part, name, kind, i): model}``, with ``i``
+            the size ``K = M`` for Fig. 4 and the repeat for Fig. 5.
         overrides: fields of :class:`DensityPreset` to change, e.g. ``sizes=(2,)``.
 
-    The models are trained one after the other: for each target, NF then CNF for every size; then for
-    each data set, NF then CNF. Every model's checkpoint is ``out/checkpoints/<part>-<name>-<kind>-<size>.pt``.
+    The models are trained one after the other: for each target and size, NF then CNF; then for each
+    data set and repeat, NF then CNF. Every model has a checkpoint ``out/checkpoints/<part>-<name>-<kind>-<i>.pt``;
+    a rerun with the same ``out`` keeps the models that ``results.json`` records as done (reloading
+    them from their checkpoints) and resumes the others.
     """
     started = time.monotonic()
     deadline = None if budget_s is None else started + budget_s
@@ -318,14 +345,10 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
         if previous.get("config") != results["config"]:
             raise ValueError(f"{out_dir} holds a run with another configuration; use another --out or the same "
                              f"options (previous config: {previous.get('config')}).")
+        results["density_matching"] = previous.get("density_matching", {})
+        results["maximum_likelihood"] = previous.get("maximum_likelihood", {})
     models: Dict[tuple, nn.Module] = {}
     log(f"CNF against NF: preset {cfg.name}, parts {list(parts)}, device {dev}, dtype {cfg.dtype}")
-
-    def checkpoint(name: str) -> Optional[pathlib.Path]:
-        if out_dir is None:
-            return None
-        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        return out_dir / "checkpoints" / f"{name}.pt"
 
     def save() -> None:
         results["provenance"] = provenance(dev, wall_time_s=time.monotonic() - started)
@@ -336,34 +359,54 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
     if "kl" in parts:
         jobs += [("kl", target, kind, size) for target in cfg.targets for size in cfg.sizes for kind in ("nf", "cnf")]
     if "ml" in parts:
-        jobs += [("ml", dataset, kind, None) for dataset in cfg.datasets for kind in ("nf", "cnf")]
+        jobs += [("ml", dataset, kind, repeat) for dataset in cfg.datasets for repeat in range(cfg.ml_repeats)
+                 for kind in ("nf", "cnf")]
     data: Dict[str, Tuple[Tensor, Tensor]] = {}
     for index, (part, name, kind, size) in enumerate(jobs):
-        tag = f"{part}-{name}-{kind}" + (f"-{size}" if size is not None else "")
+        tag = f"{part}-{name}-{kind}-" + (f"{size}" if part == "kl" else f"r{size}")
+        checkpoint = None
+        if out_dir is not None:
+            (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            checkpoint = out_dir / "checkpoints" / f"{tag}.pt"
         if part == "kl":
             slot = results["density_matching"].setdefault(name, {"log_normaliser": energies.log_normaliser(name),
                                                                  "nf": {}, "cnf": {}})
-            model, record = _fit_kl(kind, size, name, index, cfg, dev, checkpoint(tag), deadline, verbose)
+            done = slot[kind].get(str(size))
+        else:
+            if name not in results["maximum_likelihood"]:
+                entropy, entropy_se = toy2d.entropy(name, n=cfg.entropy_samples)
+                results["maximum_likelihood"][name] = {"entropy": entropy, "entropy_se": entropy_se,
+                                                       "nf": {}, "cnf": {}}
+            slot = results["maximum_likelihood"][name]
+            done = slot[kind].get(str(size))
+        if done is not None and checkpoint is not None and checkpoint.is_file():
+            if return_models:
+                seed_everything(cfg.seed + index)
+                model = _build(part, kind, size, cfg, dev)
+                model.load_state_dict(torch.load(checkpoint, map_location=dev, weights_only=True)["model"])
+                models[(part, name, kind, size)] = model
+            continue
+        seed_everything(cfg.seed + index)
+        model = _build(part, kind, size, cfg, dev)
+        if part == "kl":
+            record = _fit_kl(model, kind, name, index, cfg, checkpoint, deadline, verbose)
         else:
             if name not in data:
                 data[name] = tuple(toy2d.sample(name, n, seed=seed, dtype=cfg.torch_dtype).to(dev)
                                    for n, seed in ((cfg.n_train, 1), (cfg.n_test, 2)))
-            if name not in results["maximum_likelihood"]:
-                entropy, entropy_se = toy2d.entropy(name, n=100_000)
-                results["maximum_likelihood"][name] = {"entropy": entropy, "entropy_se": entropy_se}
-            slot = results["maximum_likelihood"][name]
-            model, record = _fit_ml(kind, name, index, cfg, *data[name], dev, checkpoint(tag), deadline, verbose)
+            record = _fit_ml(model, kind, index, cfg, *data[name], checkpoint, deadline, verbose)
         if record is None:
             results["status"] = "incomplete"
             log(f"[{tag}] time budget reached; run the same command again to resume")
             break
         models[(part, name, kind, size)] = model
+        slot[kind][str(size)] = record
         if part == "kl":
-            slot[kind][str(size)] = record
+            record["size"] = size
             log(f"[{tag}] {record['params']} parameters, KL(q||p) = {record['kl']:.3f} ± {record['kl_se']:.3f} "
                 f"nats, {record['train_time_s']:.1f} s")
         else:
-            slot[kind] = record
+            record["repeat"] = size
             log(f"[{tag}] {record['params']} parameters, test NLL {record['test_nll']:.3f} ± "
                 f"{record['test_nll_se']:.3f} nats (entropy {slot['entropy']:.3f}), {record['train_time_s']:.1f} s")
         save()
@@ -373,6 +416,35 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
     log(f"CNF against NF {results['status']} in {time.monotonic() - started:.1f} s"
         + (f"; results in {out_dir / 'results.json'}" if out_dir is not None else ""))
     return (results, models) if return_models else results
+
+
+def kl_table(results: dict) -> list:
+    """Fig. 4's numbers as rows ``{target, size, nf_params, nf_kl, nf_kl_se, cnf_params, cnf_kl, cnf_kl_se}``,
+    for every target and size with both models done."""
+    rows = []
+    for target, slot in results["density_matching"].items():
+        for size in sorted(int(k) for k in slot["nf"] if k in slot["cnf"]):
+            nf, cnf = slot["nf"][str(size)], slot["cnf"][str(size)]
+            rows.append({"target": target, "size": size, "nf_params": nf["params"], "nf_kl": nf["kl"],
+                         "nf_kl_se": nf["kl_se"], "cnf_params": cnf["params"], "cnf_kl": cnf["kl"],
+                         "cnf_kl_se": cnf["kl_se"]})
+    return rows
+
+
+def ml_table(results: dict) -> list:
+    """Fig. 5's numbers as rows ``{dataset, entropy, nf_params, cnf_params, nf_nll, cnf_nll}`` (lists over
+    the repeats with both models done) with their means ``nf_mean``, ``cnf_mean``."""
+    rows = []
+    for name, slot in results["maximum_likelihood"].items():
+        repeats = sorted(int(k) for k in slot["nf"] if k in slot["cnf"])
+        if not repeats:
+            continue
+        nf = [slot["nf"][str(r)]["test_nll"] for r in repeats]
+        cnf = [slot["cnf"][str(r)]["test_nll"] for r in repeats]
+        rows.append({"dataset": name, "entropy": slot["entropy"], "nf_params": slot["nf"][str(repeats[0])]["params"],
+                     "cnf_params": slot["cnf"][str(repeats[0])]["params"], "nf_nll": nf, "cnf_nll": cnf,
+                     "nf_mean": sum(nf) / len(nf), "cnf_mean": sum(cnf) / len(cnf)})
+    return rows
 
 
 def _panel(ax, title: str) -> None:
@@ -416,7 +488,7 @@ _ML_BOUNDS = {"two_circles": (-1.6, 1.6, -1.6, 1.6), "two_moons": (-3.5, 3.5, -3
 
 def plot_maximum_likelihood(results: dict, models: dict, *, n: int = 2000, seed: int = 3, resolution: int = 80):
     """Fig. 5's comparison: per data set (rows), the data, then the NF's and the CNF's samples and
-    densities, with their test NLL. Returns the figure."""
+    densities (of the first repeat), with their test NLL. Returns the figure."""
     import matplotlib.pyplot as plt
 
     names = list(results["maximum_likelihood"])
@@ -427,9 +499,9 @@ def plot_maximum_likelihood(results: dict, models: dict, *, n: int = 2000, seed:
         row[0].scatter(data[:, 0], data[:, 1], s=0.5, color="k")
         _panel(row[0], f"{name.replace('_', ' ')}: data")
         for i, kind in enumerate(("nf", "cnf")):
-            model = models[("ml", name, kind, None)]
+            model = models[("ml", name, kind, 0)]
             param = next(iter(model.parameters()))
-            record = results["maximum_likelihood"][name][kind]
+            record = results["maximum_likelihood"][name][kind]["0"]
             evaluated = evaluation_copy(model, results["config"]["eval_tol"])
             with torch.no_grad():
                 x = evaluated.sample(n, generator=torch.Generator(device=param.device).manual_seed(seed)).cpu()
@@ -445,3 +517,29 @@ def plot_maximum_likelihood(results: dict, models: dict, *, n: int = 2000, seed:
             ax.set_ylim(*bounds[2:])
     fig.tight_layout()
     return fig
+
+
+def save_figures(results: dict, models: dict, out: str) -> list:
+    """Draw Fig. 4 (one file per target) and Fig. 5 into ``out`` as PNG files; returns their paths.
+    Needs matplotlib (the ``book`` extra); without it, logs a line and draws nothing."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        log("matplotlib is not installed: no figures drawn (pip install 'nodelib[book]')")
+        return []
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = pathlib.Path(out)
+    figures = [(f"fig4-{target}.png", lambda t=target: plot_density_matching(results, models, t))
+               for target in results["density_matching"]]
+    if results["maximum_likelihood"]:
+        figures.append(("fig5.png", lambda: plot_maximum_likelihood(results, models)))
+    paths = []
+    for name, draw in figures:
+        fig = draw()
+        fig.savefig(out_dir / name, dpi=120)
+        plt.close(fig)
+        paths.append(str(out_dir / name))
+        log(f"figure {out_dir / name}")
+    return paths

@@ -1,0 +1,173 @@
+"""nodelib.experiments.density (Figs. 4 and 5): parameter matching against the built models, the KL
+objective and estimate against closed-form Gaussian divergences, fit_kl against the closed-form
+minimiser, a resumed run against an uninterrupted one, and the command line against the same run
+in-process."""
+import json
+import math
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from nodelib import CNF, fit_kl
+from nodelib.dynamics import HyperPlanarField
+from nodelib.experiments import density
+from nodelib.experiments.measure import count_parameters
+
+from fields import Linear
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+#: A run small enough for a unit test: one size, a few iterations, small evaluation sets.
+TINY = dict(sizes=(2,), kl_iterations_nf=7, kl_iterations_cnf=5, ml_iterations=5, kl_batch=32, ml_batch=32,
+            kl_eval_samples=500, entropy_samples=2000, n_train=300, n_test=300, checkpoint_every=2)
+
+
+class Gaussian(nn.Module):
+    """q = N(μ, diag σ²) with reparameterised samples: x = μ + σ ε."""
+
+    def __init__(self, mean, log_std):
+        super().__init__()
+        self.mean = nn.Parameter(torch.as_tensor(mean, dtype=torch.float64).clone())
+        self.log_std = nn.Parameter(torch.as_tensor(log_std, dtype=torch.float64).clone())
+
+    def sample_with_log_prob(self, n, *, generator=None):
+        eps = torch.randn(n, self.mean.shape[0], generator=generator, dtype=self.mean.dtype)
+        log_q = (-0.5 * eps ** 2 - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return self.mean + self.log_std.exp() * eps, log_q
+
+
+def gaussian_kl(m1, S1, m2, S2):
+    """KL(N(m1, S1) ‖ N(m2, S2)) in closed form."""
+    d = m1.shape[0]
+    S2inv = torch.linalg.inv(S2)
+    diff = m2 - m1
+    return 0.5 * (torch.trace(S2inv @ S1) + diff @ S2inv @ diff - d + torch.logdet(S2) - torch.logdet(S1))
+
+
+def gaussian_target(m2, S2):
+    """log p̃ of N(m2, S2) without its constant, and the constant log Z."""
+    P = torch.linalg.inv(S2)
+    return (lambda x: -0.5 * (((x - m2) @ P) * (x - m2)).sum(-1)), 0.5 * torch.logdet(2 * math.pi * S2).item()
+
+
+@pytest.mark.parametrize("dim,width,hidden", [(2, 8, (8, 8)), (2, 64, (32, 32)), (2, 1, ()), (3, 5, (4,))])
+def test_matched_nf_has_the_cnf_parameter_count_within_dim(dim, width, hidden):
+    """K = round(P / (2n + 1)) layers give |5K - P| <= n in 2D, checked on the built models."""
+    cnf_params = count_parameters(HyperPlanarField(dim, width, hidden))
+    layers = density.matched_nf_layers(cnf_params, dim)
+    from nodelib import PlanarFlow
+    nf_params = count_parameters(PlanarFlow(dim, layers))
+    assert nf_params == layers * (2 * dim + 1)
+    assert abs(nf_params - cnf_params) <= dim
+    assert abs((layers + 1) * (2 * dim + 1) - cnf_params) > dim or abs((layers - 1) * (2 * dim + 1) - cnf_params) > dim
+    quick = density.get_preset("quick")
+    p = HyperPlanarField.count_parameters(2, quick.ml_width, quick.hidden)
+    assert abs(density.matched_nf_layers(p) * 5 - p) <= 2
+
+
+def test_kl_estimate_against_closed_form_gaussians():
+    m1, s1 = torch.tensor([0.3, -1.0]), torch.tensor([0.7, 1.6])
+    m2, S2 = torch.tensor([1.0, 0.5]), torch.tensor([[2.0, 0.6], [0.6, 1.0]])
+    log_target, log_z = gaussian_target(m2, S2)
+    kl, se = density.kl_estimate(Gaussian(m1, s1.log()), log_target, log_z, 200_000, batch=50_000)
+    want = gaussian_kl(m1, torch.diag(s1 ** 2), m2, S2).item()
+    assert abs(kl - want) < 4 * se and se < 0.01, (kl, want, se)
+    # A CNF with dz/dt = Az: q = N(0, e^A e^Aᵀ); its samples and log-densities come from the augmented solve.
+    A = torch.tensor([[0.2, -0.5], [0.3, -0.1]])
+    cnf = CNF(Linear(A.clone()), dim=2, trace="exact", rtol=1e-9, atol=1e-9)
+    kl, se = density.kl_estimate(cnf, log_target, log_z, 20_000)
+    E = torch.linalg.matrix_exp(A)
+    want = gaussian_kl(torch.zeros(2), E @ E.T, m2, S2).item()
+    assert abs(kl - want) < 4 * se, (kl, want, se)
+
+
+def test_fit_kl_reaches_the_closed_form_minimiser():
+    """A diagonal Gaussian q fitted to a diagonal Gaussian p: the minimiser is q = p, KL = 0."""
+    m2, s2 = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 1.5])
+    log_target, log_z = gaussian_target(m2, torch.diag(s2 ** 2))
+    q = Gaussian([0.0, 0.0], [0.0, 0.0])
+    history = fit_kl(q, log_target, iterations=600, batch_size=256, lr=0.05, anneal_iterations=100, verbose=False)
+    assert torch.allclose(q.mean, m2, atol=0.05) and torch.allclose(q.log_std.exp(), s2, atol=0.05)
+    assert history.complete and history.iterations_run == 600
+    kl = gaussian_kl(q.mean.detach(), torch.diag(q.log_std.detach().exp() ** 2), m2, torch.diag(s2 ** 2)).item()
+    assert 0 <= kl < 2e-3, kl
+    # The objective at β = 1 is KL - log Z: its Monte Carlo mean at the fit equals the closed form.
+    x, log_q = q.sample_with_log_prob(100_000, generator=torch.Generator().manual_seed(1))
+    assert abs((log_q - log_target(x)).mean().item() + log_z - kl) < 0.01
+
+
+def numbers(results):
+    """The measured numbers of a run (no times, paths or provenance)."""
+    keep = {}
+    for target, slot in results["density_matching"].items():
+        for kind in ("nf", "cnf"):
+            for size, r in slot[kind].items():
+                keep[target, kind, size] = (r["params"], r["kl"], r["kl_se"], r["final_loss"])
+    for name, slot in results["maximum_likelihood"].items():
+        for kind in ("nf", "cnf"):
+            for repeat, r in slot[kind].items():
+                keep[name, kind, repeat] = (r["params"], r["test_nll"], r["test_nll_se"], r["final_loss"],
+                                            r["grid_mass"])
+    return keep
+
+
+def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
+    straight = density.run("quick", out=str(tmp_path / "a"), datasets=("two_moons",), verbose=False, **TINY)
+    assert straight["status"] == "complete"
+    # budget 0: every call stops after one more iteration (with a checkpoint); rerun until complete.
+    calls = 0
+    while True:
+        calls += 1
+        resumed = density.run("quick", out=str(tmp_path / "b"), datasets=("two_moons",), verbose=False,
+                              budget_s=0.0, **TINY)
+        on_disk = json.loads((tmp_path / "b" / "results.json").read_text())
+        assert on_disk["status"] == resumed["status"]
+        if resumed["status"] == "complete":
+            break
+        assert calls < 40
+    assert calls > 5
+    assert numbers(resumed) == numbers(straight)
+    for name in ("kl-u1-cnf-2", "ml-two_moons-nf-r0"):
+        a = torch.load(tmp_path / "a" / "checkpoints" / f"{name}.pt", weights_only=True)["model"]
+        b = torch.load(tmp_path / "b" / "checkpoints" / f"{name}.pt", weights_only=True)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="another configuration"):
+        density.run("quick", out=str(tmp_path / "a"), datasets=("two_moons",), verbose=False,
+                    **{**TINY, "kl_iterations_nf": 8})
+
+
+def test_command_line_writes_the_run_as_json(tmp_path):
+    out = tmp_path / "cli"
+    small = dict(kl_eval_samples=500, entropy_samples=2000, n_train=300, n_test=300, kl_batch=32, ml_batch=32)
+    command = [sys.executable, "-m", "nodelib.experiments", "density", "--preset", "quick", "--out", str(out),
+               "--sizes", "1", "--iterations", "3", "--threads", "1", "--quiet",
+               *[f"--set={k}={v}" for k, v in small.items()]]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "complete" and results["preset"] == "quick"
+    for key in ("device", "torch", "date", "wall_time_s", "command"):
+        assert results["provenance"][key] is not None, key
+    assert results["provenance"]["command"].startswith("python -m nodelib.experiments density")
+    assert sorted(p.name for p in out.glob("*.png")) == ["fig4-u1.png", "fig5.png"]
+    # The same configuration in-process gives the same numbers.
+    same = density.run("quick", sizes=(1,), kl_iterations_nf=3, kl_iterations_cnf=3, ml_iterations=3, verbose=False,
+                       **small)
+    assert numbers(results) == numbers(json.loads(json.dumps(same)))
+    assert all(math.isfinite(v) for values in numbers(results).values() for v in values)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="preset"):
+        density.get_preset("huge")
+    with pytest.raises(ValueError, match="targets"):
+        density.get_preset("quick", targets=("u9",))
+    with pytest.raises(ValueError, match="not fields"):
+        density.get_preset("quick", layers=3)
+    with pytest.raises(ValueError, match="parts"):
+        density.run("quick", parts=("fig4",))
+    with pytest.raises(ValueError, match="params"):
+        density.matched_nf_layers(0)
