@@ -97,7 +97,8 @@ def test_load_mnist_downloads_missing_files_from_the_mirror(tmp_path):
     """The urllib path, with a local mirror whose files are not MNIST: the MD5 check refuses them."""
     mirror = tmp_path / "mirror"
     write_fake_mnist(mirror)
-    (mirror / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress((mirror / "train-labels-idx1-ubyte").read_bytes()))
+    plain = (mirror / "train-labels-idx1-ubyte").read_bytes()
+    (mirror / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(plain))
     with pytest.raises(ValueError, match="MD5"):
         load_mnist(tmp_path / "cache", mirror=mirror.as_uri(), use_torchvision=False)
     assert list((tmp_path / "cache").iterdir()) == []

@@ -96,7 +96,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
     if args.experiment == "mnist":
         results = run(args.preset, dataset=args.dataset, out=args.out, models=args.models, device=args.device,
-                      root=args.root, budget_s=args.budget_s, threads=args.threads, epochs=args.epochs, train_limit=args.train_limit)
+                      root=args.root, budget_s=args.budget_s, threads=args.threads, epochs=args.epochs,
+                      train_limit=args.train_limit)
         return 0 if results["status"] in ("complete", "incomplete") else 1
     if args.experiment == "density":
         try:

