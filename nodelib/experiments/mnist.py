@@ -359,6 +359,8 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
         log(f"[{kind}] resuming after epoch {start_epoch} from {checkpoint}")
 
     n = len(data.train_y)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     for epoch in range(start_epoch, preset.epochs):
         lr = preset.lr_at(epoch)
         _sync(device)
@@ -404,10 +406,9 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
             log(f"[{kind}] time budget reached after epoch {epoch + 1}; run the same command again to resume")
             return ModelRun(kind, False, epoch + 1)
 
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     test = evaluate(model, data.test_x, data.test_y, batch_size=preset.eval_batch_size)
     batch = slice(0, preset.batch_size)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     memory = backward_memory(model, data.train_x[batch].clone(), data.train_y[batch].clone())
     has_ode = bool(_ode_blocks(model))
     adjoint = has_ode and _ode_blocks(model)[0].solver.adjoint
@@ -415,7 +416,7 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
         "params": count_parameters(model),
         "test_error": test["test_error"],
         "backward_memory_bytes": memory,
-        "peak_cuda_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "peak_cuda_memory_bytes": peak,  # during training (this session's epochs), data set included
         "train_time_s": train_time,
         "nfe_forward": test["nfe_forward"] if has_ode else None,
         "nfe_backward": history["nfe_backward"][-1] if adjoint else None,
