@@ -39,7 +39,7 @@ from ..dynamics import HyperPlanarField
 from ..flows import PlanarFlow
 from ..reproducibility import seed_everything
 from ..solve import SolveStats
-from ..training import FitHistory, fit_density, fit_kl, mean_nll
+from ..training import FitHistory, fit_density, fit_kl
 from .measure import count_parameters
 from .mnist import _default_dtype
 from .runs import log, pick_device, provenance, write_json_atomic
