@@ -1,7 +1,7 @@
 """nodelib.experiments: the Table 1 models, their measurements, resumable runs and the command line.
 
 References: parameter counts by hand from the layer shapes; the ODE block against torchdiffeq and
-the adjoint gradient against direct backpropagation; saved-tensor memory against a hand count;
+the adjoint gradient against direct backpropagation; backward memory against the states the adjoint keeps;
 a resumed run against an uninterrupted one; the command line against the same run in-process.
 """
 import json
@@ -18,7 +18,7 @@ from torch import nn
 import nodelib
 from nodelib.dynamics import ConvField
 from nodelib.experiments import (MODELS, PAPER_TABLE1, ODEBlock, SolverSettings, build_classifier, count_parameters,
-                                 get_preset, memory_against_steps, run_mnist, saved_tensor_bytes)
+                                 get_preset, memory_against_steps, run_mnist)
 from nodelib.experiments.mnist import backward_memory, random_shift
 from nodelib.experiments.runs import load_checkpoint
 
@@ -117,17 +117,6 @@ def test_odenet_adjoint_gradient_converges_to_direct_backprop():
 
     errors = [rel(grads(True, tol), grads(False, tol)) for tol in (1e-5, 1e-7)]
     assert errors[1] < errors[0] / 5 and errors[1] < 0.02
-
-
-def test_saved_tensor_bytes_by_hand():
-    lin = nn.Linear(7, 5)
-    x = torch.randn(4, 7, requires_grad=True)
-    out, nbytes = saved_tensor_bytes(lambda: torch.tanh(lin(x)).sum(), exclude=lin.parameters())
-    assert nbytes == (4 * 7 + 4 * 5) * 8                            # x (for dL/dW) and tanh's output
-    _, with_params = saved_tensor_bytes(lambda: torch.tanh(lin(x)).sum())
-    assert with_params == nbytes + 5 * 7 * 8                        # the weight, saved for dL/dx
-    _, nothing = saved_tensor_bytes(lambda: (x * 2.0 + 1.0).sum())  # affine maps save nothing
-    assert nothing == 0
 
 
 def test_backward_memory_flat_for_the_adjoint_growing_for_direct_backprop():

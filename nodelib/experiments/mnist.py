@@ -27,9 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from ..data.images import DATASETS, ImageData, load_images, stratified_split
+from ..memory import kept_for_backward
 from ..reproducibility import seed_everything
 from .classifiers import MODELS, ODEBlock, SolverSettings, build_classifier
-from .measure import count_parameters, saved_tensor_bytes
+from .measure import count_parameters
 from .runs import load_checkpoint, log, pick_device, provenance, save_checkpoint, write_json_atomic
 
 __all__ = ["Preset", "PRESETS", "get_preset", "TensorData", "to_tensors", "random_shift", "ModelRun",
@@ -248,9 +249,10 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1000) 
 
 
 def backward_memory(model: nn.Module, x: Tensor, y: Tensor) -> int:
-    """Bytes kept for the backward pass of the training loss on one minibatch (parameters excluded)."""
+    """Bytes autograd keeps for the backward pass of the training loss on one minibatch
+    (:func:`nodelib.memory.kept_for_backward`: each saved storage once, saved weights included)."""
     model.train()
-    _, nbytes = saved_tensor_bytes(lambda: nn.functional.cross_entropy(model(x), y), exclude=model.parameters())
+    _, nbytes = kept_for_backward(lambda: nn.functional.cross_entropy(model(x), y))
     _reset_nfe(model)
     return nbytes
 
