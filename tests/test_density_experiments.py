@@ -128,6 +128,7 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
             break
         assert calls < 40
     assert calls > 5
+    assert resumed["provenance"]["wall_time_total_s"] > resumed["provenance"]["wall_time_s"] > 0
     assert numbers(resumed) == numbers(straight)
     for name in ("kl-u1-cnf-2", "ml-two_moons-nf-r0"):
         a = torch.load(tmp_path / "a" / "checkpoints" / f"{name}.pt", weights_only=True)["model"]

@@ -335,7 +335,8 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
     The models are trained one after the other: for each target and size, NF then CNF; then for each
     data set and repeat, NF then CNF. Every model has a checkpoint ``out/checkpoints/<part>-<name>-<kind>-<i>.pt``;
     a rerun with the same ``out`` keeps the models that ``results.json`` records as done (reloading
-    them from their checkpoints) and resumes the others.
+    them from their checkpoints) and resumes the others. The provenance's ``wall_time_s`` is the last
+    call's; ``wall_time_total_s`` adds up the calls that wrote the file.
     """
     started = time.monotonic()
     deadline = None if budget_s is None else started + budget_s
@@ -359,11 +360,15 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
                              f"options (previous config: {previous.get('config')}).")
         results["density_matching"] = previous.get("density_matching", {})
         results["maximum_likelihood"] = previous.get("maximum_likelihood", {})
+        earlier_s = float((previous.get("provenance") or {}).get("wall_time_total_s", 0.0))
+    else:
+        earlier_s = 0.0
     models: Dict[tuple, nn.Module] = {}
     log(f"CNF against NF: preset {cfg.name}, parts {list(parts)}, device {dev}, dtype {cfg.dtype}")
 
     def save() -> None:
-        results["provenance"] = provenance(dev, wall_time_s=time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        results["provenance"] = provenance(dev, wall_time_s=elapsed, wall_time_total_s=earlier_s + elapsed)
         if out_dir is not None:
             write_json_atomic(out_dir / "results.json", results)
 
