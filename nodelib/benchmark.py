@@ -40,7 +40,8 @@ class Problem:
 
 @dataclasses.dataclass
 class Row:
-    """One solver on one problem (NFE of the first run, median time over runs)."""
+    """One solver on one problem: NFE, memory and gradient error of the untimed pass, median time,
+    and the median over repeats of the time ratio to the reference solver's run in the same repeat."""
 
     problem: str
     solver: str
@@ -85,11 +86,17 @@ def standard_problems(*, rk4_steps: Sequence[int] = (100, 1000, 10000), observat
     return problems
 
 
-def _run(solver: Callable, field: _Counted, y0: Tensor, problem: Problem, target: Tensor) -> dict:
+def _run(solver: Callable, field: _Counted, y0: Tensor, problem: Problem, target: Tensor, *,
+         measure_memory: bool) -> dict:
+    """One forward+backward pass: timed, or (``measure_memory``) with the memory count, untimed."""
     field.calls = 0
     y0 = y0.clone().requires_grad_(True)
+
+    def forward() -> Tensor:
+        return solver(field, y0, problem.t, **problem.solver_kwargs)
+
     start = time.perf_counter()
-    ys, kept = kept_for_backward(lambda: solver(field, y0, problem.t, **problem.solver_kwargs))
+    ys, kept = kept_for_backward(forward) if measure_memory else (forward(), None)
     nfe_forward = field.calls
     squared = (ys - target) ** 2
     loss = squared.sum() if problem.reduction == "sum" else squared.mean()
@@ -101,10 +108,12 @@ def _run(solver: Callable, field: _Counted, y0: Tensor, problem: Problem, target
 
 def compare(problem: Problem, solvers: Dict[str, Callable], *, reference: str, repeats: int = 5,
             seed: int = 0, skip_repeats: Sequence[str] = ()) -> List[Row]:
-    """Run every solver ``repeats`` times on ``problem`` in alternating order; one :class:`Row` each.
+    """Run every solver on ``problem``; one :class:`Row` each.
 
-    ``reference`` names the solver that time ratios are taken against;
-    solvers in ``skip_repeats`` run once (for example direct backprop where it needs gigabytes).
+    A first, untimed pass per solver counts NFE and memory and takes the gradient; then ``repeats``
+    timed passes run in alternating order (the memory count's bookkeeping stays out of the timings).
+    ``reference`` names the solver that time ratios are taken against; solvers in ``skip_repeats``
+    get one timed pass (for example direct backprop where it needs gigabytes).
     """
     if reference not in solvers:
         raise ValueError(f"reference={reference!r} is not one of the solvers {sorted(solvers)}.")
@@ -116,25 +125,28 @@ def compare(problem: Problem, solvers: Dict[str, Callable], *, reference: str, r
     field = _Counted(MLPField(2, hidden=(64, 64)).to(dtype))
     y0 = torch.randn(problem.batch, 2, generator=generator, dtype=dtype)
     target = torch.randn(len(problem.t), problem.batch, 2, generator=generator, dtype=dtype)
-    for solver in solvers.values():  # warm-up: first calls pay one-off costs
-        _run(solver, field, y0[:8], dataclasses.replace(problem, batch=8), target[:, :8])
-    runs: Dict[str, list] = {name: [] for name in solvers}
+    counted = {name: _run(solver, field, y0, problem, target, measure_memory=True) for name, solver in solvers.items()}
+    seconds: Dict[str, list] = {name: [] for name in solvers}
     for r in range(repeats):
         order = list(solvers) if r % 2 == 0 else list(solvers)[::-1]
         for name in order:
             if r == 0 or name not in skip_repeats:
-                runs[name].append(_run(solvers[name], field, y0, problem, target))
-    median = {name: statistics.median(run["seconds"] for run in results) for name, results in runs.items()}
+                seconds[name].append(_run(solvers[name], field, y0, problem, target, measure_memory=False)["seconds"])
+    median = {name: statistics.median(values) for name, values in seconds.items()}
+    # Ratios within each repeat (the two runs were back to back), then their median: steadier than a
+    # ratio of medians when the machine's speed drifts.
+    ratio = {name: statistics.median(a / b for a, b in zip(values, seconds[reference]))
+             for name, values in seconds.items()}
     exact_problem = dataclasses.replace(problem, t=problem.t.double(),
                                         solver_kwargs=dict(method="dopri5", rtol=1e-12, atol=1e-12))
-    exact = _run(torchdiffeq.odeint, field.double(), y0.double(), exact_problem, target.double())["grad"]
+    exact = _run(torchdiffeq.odeint, field.double(), y0.double(), exact_problem, target.double(),
+                 measure_memory=False)["grad"]
     field.to(dtype)
     rows = []
-    for name, results in runs.items():
-        first = results[0]
-        error = float((first["grad"].double() - exact).norm() / exact.norm())
-        rows.append(Row(problem.name, name, first["nfe_f"], first["nfe_b"], median[name], first["kept"], error,
-                        median[name] / median[reference]))
+    for name, run in counted.items():
+        error = float((run["grad"].double() - exact).norm() / exact.norm())
+        rows.append(Row(problem.name, name, run["nfe_f"], run["nfe_b"], median[name], run["kept"], error,
+                        ratio[name]))
     return rows
 
 
