@@ -41,8 +41,7 @@ from ..reproducibility import seed_everything
 from ..solve import SolveStats
 from ..training import FitHistory, fit_density, fit_kl
 from .measure import count_parameters
-from .mnist import _default_dtype
-from .runs import log, pick_device, provenance, write_json_atomic
+from .runs import default_dtype, log, pick_device, provenance, replace_preset, write_json_atomic
 
 __all__ = ["DensityPreset", "PRESETS", "PAPER", "get_preset", "matched_nf_layers", "build_nf", "build_cnf",
            "evaluation_copy", "kl_estimate", "heldout_nll", "run", "kl_table", "ml_table", "plot_density_matching",
@@ -153,13 +152,7 @@ PRESETS = {
 
 def get_preset(name: str, **overrides) -> DensityPreset:
     """Preset ``name`` with some fields replaced, e.g. ``get_preset("quick", ml_iterations=50)``."""
-    if name not in PRESETS:
-        raise ValueError(f"preset={name!r} is unknown; expected one of {sorted(PRESETS)}.")
-    fields = {f.name for f in dataclasses.fields(DensityPreset)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"overrides {unknown} are not fields of DensityPreset; valid ones are {sorted(fields)}.")
-    preset = dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    preset = replace_preset(PRESETS, name, **overrides)
     preset = dataclasses.replace(preset, targets=tuple(preset.targets), sizes=tuple(preset.sizes),
                                  datasets=tuple(preset.datasets), hidden=tuple(preset.hidden),
                                  ml_hidden=None if preset.ml_hidden is None else tuple(preset.ml_hidden))
@@ -193,7 +186,7 @@ def matched_nf_layers(params: int, dim: int = 2) -> int:
 
 def build_nf(layers: int, preset: DensityPreset, *, direction: str, device: torch.device) -> PlanarFlow:
     """A planar NF of ``layers`` layers in 2D, built in the preset's dtype."""
-    with _default_dtype(preset.torch_dtype):
+    with default_dtype(preset.torch_dtype):
         return PlanarFlow(2, layers, direction=direction, init_scale=preset.nf_init_scale).to(device)
 
 
@@ -201,7 +194,7 @@ def build_cnf(width: int, preset: DensityPreset, *, device: torch.device, hidden
     """The paper's planar CNF in 2D: :class:`HyperPlanarField` with ``width`` units and a hypernetwork
     with hidden widths ``hidden`` (default ``preset.hidden``), closed-form trace, dopri5 at the preset's
     training tolerance on ``t ∈ [0, 1]``."""
-    with _default_dtype(preset.torch_dtype):
+    with default_dtype(preset.torch_dtype):
         field = HyperPlanarField(2, width, preset.hidden if hidden is None else hidden).to(device)
     return CNF(field, trace="closed_form", adjoint=preset.adjoint, rtol=preset.rtol, atol=preset.atol)
 

@@ -16,7 +16,6 @@ model. The command line ``python -m nodelib.experiments mnist`` calls it.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import pathlib
 import time
@@ -31,7 +30,8 @@ from ..memory import kept_for_backward
 from ..reproducibility import seed_everything
 from .classifiers import MODELS, ODEBlock, SolverSettings, build_classifier
 from .measure import count_parameters
-from .runs import load_checkpoint, log, pick_device, provenance, save_checkpoint, write_json_atomic
+from .runs import (default_dtype, load_checkpoint, log, pick_device, provenance, replace_preset, save_checkpoint,
+                   write_json_atomic)
 
 __all__ = ["Preset", "PRESETS", "get_preset", "TensorData", "to_tensors", "random_shift", "ModelRun",
            "train_model", "load_model", "evaluate", "backward_memory", "memory_against_steps", "run", "PAPER_TABLE1"]
@@ -130,13 +130,7 @@ PRESETS = {
 
 def get_preset(name: str, **overrides) -> Preset:
     """Preset ``name`` with some fields replaced, e.g. ``get_preset("quick", epochs=2)``."""
-    if name not in PRESETS:
-        raise ValueError(f"preset={name!r} is unknown; expected one of {sorted(PRESETS)}.")
-    fields = {f.name for f in dataclasses.fields(Preset)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"overrides {unknown} are not fields of Preset; valid ones are {sorted(fields)}.")
-    preset = dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    preset = replace_preset(PRESETS, name, **overrides)
     if preset.dataset not in DATASETS:
         raise ValueError(f"dataset={preset.dataset!r} is unknown; expected one of {DATASETS}.")
     if preset.optimizer not in ("sgd", "adam"):
@@ -199,18 +193,6 @@ def random_shift(x: Tensor, shift: int, generator: torch.Generator) -> Tensor:
     cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, :]   # (B, 1, W)
     batch = torch.arange(b, device=x.device)[:, None, None]
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
-
-
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype):
-    """Build models in ``dtype`` from the start, so that their initial weights do not depend on the
-    caller's default dtype (drawing in float64 and rounding differs from drawing in float32)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 def _ode_blocks(model: nn.Module) -> list:
@@ -277,7 +259,7 @@ def memory_against_steps(steps: Sequence[int], *, channels: int, image_size: int
     for n in steps:
         for kind, adjoint in (("rknet", False), ("odenet", True)):
             seed_everything(seed)
-            with _default_dtype(dtype):
+            with default_dtype(dtype):
                 model = build_classifier(kind, image_size=image_size, channels=channels,
                                          solver=SolverSettings(method, adjoint=adjoint, steps=n)).to(device)
             out[kind].append(backward_memory(model, x, y))
@@ -296,7 +278,7 @@ def load_model(out: str, kind: str, *, device: Optional[str] = None) -> nn.Modul
     cfg = state["preset"]
     preset = dataclasses.replace(PRESETS[cfg["name"]], **{k: tuple(v) if isinstance(v, list) else v
                                                          for k, v in cfg.items()})
-    with _default_dtype(preset.torch_dtype):
+    with default_dtype(preset.torch_dtype):
         model = build_classifier(kind, image_size=state["image_size"], channels=preset.channels, hidden=preset.hidden,
                                  solver=preset.solver(kind))
     model.load_state_dict(state["model"])
@@ -337,7 +319,7 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
     """
     index = MODELS.index(kind)
     seed_everything(preset.seed + index)
-    with _default_dtype(preset.torch_dtype):
+    with default_dtype(preset.torch_dtype):
         model = build_classifier(kind, image_size=data.image_size, channels=preset.channels, hidden=preset.hidden,
                                  solver=preset.solver(kind)).to(device)
     if preset.optimizer == "adam":

@@ -9,6 +9,8 @@ numbers and strings, never pickled code.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -20,7 +22,8 @@ from typing import Any, Optional, Union
 
 import torch
 
-__all__ = ["pick_device", "provenance", "write_json_atomic", "save_checkpoint", "load_checkpoint", "log"]
+__all__ = ["pick_device", "provenance", "write_json_atomic", "save_checkpoint", "load_checkpoint", "log",
+           "default_dtype", "replace_preset"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -124,3 +127,31 @@ def load_checkpoint(path: PathLike) -> Optional[dict]:
 def log(message: str) -> None:
     """One plain-text progress line, flushed at once (no progress bars)."""
     print(message, flush=True)
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """Build models in ``dtype`` from the start, so that their initial weights do not depend on the
+    caller's default dtype (drawing in float64 and rounding differs from drawing in float32)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def replace_preset(presets: dict, name: str, **overrides: Any):
+    """Preset ``name`` of ``presets`` with the fields in ``overrides`` replaced (``None`` keeps a field).
+
+    Unknown preset names and unknown fields raise ``ValueError`` listing the valid ones.
+    """
+    if name not in presets:
+        raise ValueError(f"preset={name!r} is unknown; expected one of {sorted(presets)}.")
+    preset_class = type(presets[name])
+    fields = {f.name for f in dataclasses.fields(preset_class)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"overrides {unknown} are not fields of {preset_class.__name__}; "
+                         f"valid ones are {sorted(fields)}.")
+    return dataclasses.replace(presets[name], **{k: v for k, v in overrides.items() if v is not None})
