@@ -143,18 +143,19 @@ def test_command_line_writes_the_run_as_json(tmp_path):
     out = tmp_path / "cli"
     small = dict(kl_eval_samples=500, entropy_samples=2000, n_train=300, n_test=300, kl_batch=32, ml_batch=32)
     command = [sys.executable, "-m", "nodelib.experiments", "density", "--preset", "quick", "--out", str(out),
-               "--sizes", "1", "--iterations", "3", "--threads", "1", "--quiet",
+               "--sizes", "1", "--datasets", "two_moons", "--iterations", "3", "--threads", "1", "--quiet",
                *[f"--set={k}={v}" for k, v in small.items()]]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "complete" and results["preset"] == "quick"
+    assert list(results["maximum_likelihood"]) == ["two_moons"] and results["config"]["datasets"] == ["two_moons"]
     for key in ("device", "torch", "date", "wall_time_s", "command"):
         assert results["provenance"][key] is not None, key
     assert results["provenance"]["command"].startswith("python -m nodelib.experiments density")
     assert sorted(p.name for p in out.glob("*.png")) == ["fig4-u1.png", "fig5.png"]
     # The same configuration in-process gives the same numbers.
-    same = density.run("quick", sizes=(1,), kl_iterations_nf=3, kl_iterations_cnf=3, ml_iterations=3, verbose=False,
+    same = density.run("quick", sizes=(1,), datasets=("two_moons",), kl_iterations_nf=3, kl_iterations_cnf=3, ml_iterations=3, verbose=False,
                        **small)
     assert numbers(results) == numbers(json.loads(json.dumps(same)))
     assert all(math.isfinite(v) for values in numbers(results).values() for v in values)
@@ -165,6 +166,11 @@ def test_bad_arguments():
         density.get_preset("huge")
     with pytest.raises(ValueError, match="targets"):
         density.get_preset("quick", targets=("u9",))
+    with pytest.raises(ValueError, match="datasets"):
+        density.get_preset("quick", datasets=("two_moon",))
+    # One name given as a string selects that name (not its letters).
+    assert density.get_preset("quick", datasets="two_moons").datasets == ("two_moons",)
+    assert density.get_preset("quick", targets="u2").targets == ("u2",)
     with pytest.raises(ValueError, match="not fields"):
         density.get_preset("quick", layers=3)
     with pytest.raises(ValueError, match="parts"):

@@ -56,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--parts", default="kl,ml", help="comma-separated subset of kl (Fig. 4) and ml (Fig. 5)")
     d.add_argument("--targets", default=None, help="comma-separated energies for Fig. 4 (u1,u2,u3,u4)")
     d.add_argument("--sizes", default=None, help="comma-separated K = M values for Fig. 4")
+    d.add_argument("--datasets", default=None,
+                   help="comma-separated data sets for Fig. 5 (two_circles,two_moons)")
     d.add_argument("--iterations", type=int, default=None,
                    help="override every fit's number of iterations (smoke runs)")
     d.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -74,8 +76,8 @@ def _density(args: argparse.Namespace) -> dict:
         return None if text is None else tuple(convert(v.strip()) for v in text.split(",") if v.strip())
 
     n = args.iterations
-    overrides = dict(targets=names(args.targets), sizes=names(args.sizes, int), kl_iterations_nf=n,
-                     kl_iterations_cnf=n, ml_iterations=n)
+    overrides = dict(targets=names(args.targets), sizes=names(args.sizes, int), datasets=names(args.datasets),
+                     kl_iterations_nf=n, kl_iterations_cnf=n, ml_iterations=n)
     for item in args.set:
         field, sep, text = item.partition("=")
         if not sep:

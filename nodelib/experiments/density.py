@@ -153,8 +153,12 @@ PRESETS = {
 def get_preset(name: str, **overrides) -> DensityPreset:
     """Preset ``name`` with some fields replaced, e.g. ``get_preset("quick", ml_iterations=50)``."""
     preset = replace_preset(PRESETS, name, **overrides)
-    preset = dataclasses.replace(preset, targets=tuple(preset.targets), sizes=tuple(preset.sizes),
-                                 datasets=tuple(preset.datasets), hidden=tuple(preset.hidden),
+
+    def names(value) -> tuple:  # one name given as a string is a selection of one, not of its letters
+        return (value,) if isinstance(value, str) else tuple(value)
+
+    preset = dataclasses.replace(preset, targets=names(preset.targets), sizes=tuple(preset.sizes),
+                                 datasets=names(preset.datasets), hidden=tuple(preset.hidden),
                                  ml_hidden=None if preset.ml_hidden is None else tuple(preset.ml_hidden))
     bad = [t for t in preset.targets if t not in energies.NAMES]
     if bad:
