@@ -20,7 +20,7 @@ from nodelib.dynamics import ConvField
 from nodelib.experiments import (MODELS, PAPER_TABLE1, ODEBlock, SolverSettings, build_classifier, count_parameters,
                                  get_preset, memory_against_steps, run_mnist)
 from nodelib.experiments.mnist import backward_memory, random_shift
-from nodelib.experiments.runs import load_checkpoint
+from nodelib.experiments.runs import load_checkpoint, recorded_results, write_json_atomic
 
 from fields import rel
 
@@ -221,3 +221,17 @@ def test_command_line_reproduces_a_quick_run(tmp_path):
         assert cli["params"] == here["params"] == count_parameters(build_classifier(kind, image_size=8, channels=32))
         assert cli["test_error"] == here["test_error"]
         assert cli["history"]["train_loss"] == here["history"]["train_loss"]
+
+
+def test_recorded_results_reads_the_first_existing_folder(tmp_path):
+    results = tmp_path / "results"
+    assert recorded_results("cnf-vs-nf", folders=(str(tmp_path / "missing"),)) is None
+    write_json_atomic(results / "a-run" / "results.json", {"experiment": "cnf-vs-nf", "preset": "full", "n": 1})
+    write_json_atomic(results / "b-run" / "results.json", {"experiment": "cnf-vs-nf", "preset": "quick", "n": 2})
+    write_json_atomic(results / "c.json", {"experiment": "mnist-table1", "preset": "full", "n": 3})
+    write_json_atomic(results / "d.json", {"experiment": "cnf-vs-nf", "preset": "full", "n": 4})
+    folders = (str(tmp_path / "missing"), str(results), str(tmp_path))
+    assert [r["n"] for r in recorded_results("cnf-vs-nf", folders=folders)] == [1, 4]
+    assert [r["n"] for r in recorded_results("cnf-vs-nf", "quick", folders=folders)] == [2]
+    assert [r["n"] for r in recorded_results("mnist-table1", folders=folders)] == [3]
+    assert recorded_results("other", folders=folders) == []

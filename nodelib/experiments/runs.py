@@ -23,7 +23,7 @@ from typing import Any, Optional, Union
 import torch
 
 __all__ = ["pick_device", "provenance", "write_json_atomic", "save_checkpoint", "load_checkpoint", "log",
-           "default_dtype", "replace_preset"]
+           "default_dtype", "replace_preset", "recorded_results"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -155,3 +155,20 @@ def replace_preset(presets: dict, name: str, **overrides: Any):
         raise ValueError(f"overrides {unknown} are not fields of {preset_class.__name__}; "
                          f"valid ones are {sorted(fields)}.")
     return dataclasses.replace(presets[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def recorded_results(experiment: str, preset: str = "full",
+                     folders: tuple = ("../results", "results")) -> Optional[list]:
+    """The recorded runs of ``experiment`` with ``preset``, read from the first of ``folders`` that exists.
+
+    A chapter runs in ``book/`` (the repository's ``results/`` is then ``../results``) or from the
+    repository's root. Returns the parsed ``results.json`` files (``DIR/results.json`` or ``*.json``
+    directly in the folder) whose ``"experiment"`` and ``"preset"`` match, sorted by path; an empty list
+    when the folder holds none; ``None`` when no folder exists (a chapter opened alone, e.g. in Colab).
+    """
+    folder = next((pathlib.Path(f) for f in folders if pathlib.Path(f).is_dir()), None)
+    if folder is None:
+        return None
+    paths = sorted(folder.glob("*/results.json")) + sorted(folder.glob("*.json"))
+    found = [json.loads(path.read_text()) for path in paths]
+    return [r for r in found if r.get("experiment") == experiment and r.get("preset") == preset]
