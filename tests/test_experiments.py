@@ -231,7 +231,9 @@ def test_recorded_results_reads_the_first_existing_folder(tmp_path):
     write_json_atomic(results / "c.json", {"experiment": "mnist-table1", "preset": "full", "n": 3})
     write_json_atomic(results / "d.json", {"experiment": "cnf-vs-nf", "preset": "full", "n": 4})
     folders = (str(tmp_path / "missing"), str(results), str(tmp_path))
-    assert [r["n"] for r in recorded_results("cnf-vs-nf", folders=folders)] == [1, 4]
-    assert [r["n"] for r in recorded_results("cnf-vs-nf", "quick", folders=folders)] == [2]
-    assert [r["n"] for r in recorded_results("mnist-table1", folders=folders)] == [3]
+    found = recorded_results("cnf-vs-nf", folders=folders)
+    assert [r["n"] for _, r in found] == [1, 4]
+    assert [path for path, _ in found] == [results / "a-run" / "results.json", results / "d.json"]
+    assert [r["n"] for _, r in recorded_results("cnf-vs-nf", "quick", folders=folders)] == [2]
+    assert [r["n"] for _, r in recorded_results("mnist-table1", folders=folders)] == [3]
     assert recorded_results("other", folders=folders) == []

@@ -162,13 +162,14 @@ def recorded_results(experiment: str, preset: str = "full",
     """The recorded runs of ``experiment`` with ``preset``, read from the first of ``folders`` that exists.
 
     A chapter runs in ``book/`` (the repository's ``results/`` is then ``../results``) or from the
-    repository's root. Returns the parsed ``results.json`` files (``DIR/results.json`` or ``*.json``
-    directly in the folder) whose ``"experiment"`` and ``"preset"`` match, sorted by path; an empty list
-    when the folder holds none; ``None`` when no folder exists (a chapter opened alone, e.g. in Colab).
+    repository's root. Returns ``(path, results)`` for each ``results.json`` file (``DIR/results.json`` or
+    ``*.json`` directly in the folder) whose ``"experiment"`` and ``"preset"`` match, sorted by path (a
+    run's figures lie beside its file); an empty list when the folder holds none; ``None`` when no folder
+    exists (a chapter opened alone, e.g. in Colab).
     """
     folder = next((pathlib.Path(f) for f in folders if pathlib.Path(f).is_dir()), None)
     if folder is None:
         return None
     paths = sorted(folder.glob("*/results.json")) + sorted(folder.glob("*.json"))
-    found = [json.loads(path.read_text()) for path in paths]
-    return [r for r in found if r.get("experiment") == experiment and r.get("preset") == preset]
+    found = [(path, json.loads(path.read_text())) for path in paths]
+    return [(path, r) for path, r in found if r.get("experiment") == experiment and r.get("preset") == preset]
