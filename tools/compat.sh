@@ -37,8 +37,9 @@ added=$(comm -13 "$WORK/before.txt" "$WORK/after.txt" | cut -d= -f1 | tr '\n' ' 
 if [ -n "$changed" ]; then
   echo "FAIL: installing nodelib changed preinstalled packages:"; echo "$changed"; exit 1
 fi
-# The test extra (jupyter-book, nbval, ...) is installed only now, after the freeze check.
-$bin/python -m pip install -q "$root[test]"
+# The test extra (jupyter-book, nbval, ...) is installed only now, after the freeze check, and may not
+# change the preinstalled packages either (the constraints hold them at their versions).
+$bin/python -m pip install -q "$root[test]" -c "$WORK/before.txt"
 cd "$root"
 versions=$($bin/python -c "import sys, torch, numpy, matplotlib; print(f'python {sys.version.split()[0]}, torch {torch.__version__}, numpy {numpy.__version__}, matplotlib {matplotlib.__version__}')")
 unit=$($bin/python -m pytest -q -p no:cacheprovider tests 2>&1 | tail -1)
