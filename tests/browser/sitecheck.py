@@ -156,6 +156,12 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):   # keep pytest's output clean
         pass
 
+    def end_headers(self):
+        # Every server of a test run gets a fresh port, but ports are reused: without this, Chromium
+        # may take a file (MathJax) from its cache for a server that does not serve it.
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
     def send_error(self, code, message=None, explain=None):
         self.state._record(self.path, code)
         super().send_error(code, message, explain)
@@ -231,10 +237,13 @@ function images() {
 function mathjax() {
   const mj = window.MathJax;
   if (mj && mj.startup && mj.startup.promise) return mj.startup.promise.then(() => "typeset", e => "error: " + e);
-  const wants = document.querySelector('script[src*="mathjax" i]');
-  if (!wants) return Promise.resolve("absent");
+  // a MathJax script tag or a MathJax configuration object: the page wants MathJax
+  const wants = document.querySelector('script[src*="mathjax" i]') || mj;
+  const loaded = document.readyState === "complete";
+  // decide only once the page has loaded: until then its script tags may not all be parsed
+  if (!wants && loaded) return Promise.resolve("absent");
   // the page has loaded (deferred scripts ran) and MathJax is still not there: it never will be
-  if (document.readyState === "complete" && Date.now() - start > 2000) return Promise.resolve("MathJax did not load");
+  if (wants && loaded && Date.now() - start > 2000) return Promise.resolve("MathJax did not load");
   if (Date.now() - start > 15000) return Promise.resolve("MathJax did not start");
   return new Promise(r => setTimeout(r, 50)).then(mathjax);
 }
