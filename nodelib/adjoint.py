@@ -251,6 +251,8 @@ def _time_grid(t: Tensor, checkpoints: int, config: SolverConfig) -> Tensor:
     step = config.options.get("step_size")
     if step is not None:
         extra = t[0] + torch.round((extra - t[0]) / step) * step
+        inside = (extra - t[0]) * (t[-1] - extra) > 0  # snapping may reach t_0 or pass t_N
+        extra = extra[inside]
     distance = (extra[:, None] - t[None, :]).abs().min(dim=1).values
     extra = extra[distance > 1e-9 * (t[-1] - t[0]).abs()]  # a checkpoint on an observation time is redundant
     grid = torch.cat([t, extra]).unique()
@@ -276,9 +278,12 @@ def odeint_adjoint(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
             (eq. :eq:`time-gradients`).
         rtol, atol, method, options: the forward solve (see :func:`nodelib.odeint`).
         adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options: the backward solve; default to
-            the forward's. ``adjoint_options["norm"]`` may be ``"seminorm"`` (Kidger et al. 2021).
+            the forward's (``adjoint_options``, when given, replaces ``options``: a fixed-grid
+            backward method then needs its own ``step_size``). ``adjoint_options["norm"]`` may be
+            ``"seminorm"`` (Kidger et al. 2021), for adaptive methods.
         adjoint_params: tensors to differentiate with respect to; default ``func.parameters()``.
-        checkpoints: number of extra times, equally spaced, at which the forward state is stored;
+        checkpoints: number of extra times, equally spaced (on a fixed grid: moved to the nearest
+            grid point inside the interval, duplicates merged), at which the forward state is stored;
             the backward solve restarts its reconstruction of ``z`` from each of them, which bounds
             the error of reverse-time reconstruction (memory grows by one state per checkpoint).
         stats: a :class:`~nodelib.SolveStats` to which forward and backward counts are added.
@@ -313,9 +318,16 @@ def odeint_adjoint(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
                             rtol if adjoint_rtol is None else adjoint_rtol,
                             atol if adjoint_atol is None else adjoint_atol, adjoint_options, prefix="adjoint_")
     _make_norm(backward_norm, 1)  # validate early
+    if backward_norm is not None and not backward.adaptive:
+        raise ValueError(f"adjoint_options['norm'] applies to adaptive methods only; the backward method "
+                         f"{backward.method!r} has a fixed grid and no error norm.")
+    if not backward.adaptive and "step_size" in forward.options and "step_size" not in backward.options:
+        raise ValueError(f"adjoint_options has no 'step_size', so the backward {backward.method!r} solve would "
+                         f"take one step per interval of t while the forward solve takes steps of "
+                         f"{forward.options['step_size']}; pass adjoint_options=dict(step_size=...).")
     check_fixed_grid_length(forward, t)
     check_fixed_grid_length(backward, t, prefix="adjoint_")
-    if not isinstance(checkpoints, int) or checkpoints < 0:
+    if isinstance(checkpoints, bool) or not isinstance(checkpoints, int) or checkpoints < 0:
         raise ValueError(f"checkpoints must be a non-negative int, got {checkpoints!r}.")
 
     grid = _time_grid(t, checkpoints, forward)

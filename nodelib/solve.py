@@ -86,24 +86,37 @@ def check_solver(method: Optional[str], rtol: float, atol: float, options: Optio
         raise ValueError(f"{prefix}method={method!r} is not supported; expected one of "
                          f"{ADAPTIVE_METHODS + FIXED_GRID_METHODS}.")
     for name, value in ((f"{prefix}rtol", rtol), (f"{prefix}atol", atol)):
-        if isinstance(value, Tensor) or not isinstance(value, (int, float)) or not value >= 0:
+        if not _is_real(value) or not value >= 0:
             raise ValueError(f"{name} must be a non-negative float, got {value!r}.")
-    options = {} if options is None else dict(options)
-    if not isinstance(options, dict):
+    if method in ADAPTIVE_METHODS and rtol == 0 and atol == 0:
+        raise ValueError(f"{prefix}rtol and {prefix}atol are both 0, so no step of the adaptive method "
+                         f"{method!r} could pass its error test; make at least one of them positive.")
+    if options is not None and not isinstance(options, dict):
         raise TypeError(f"{prefix}options must be a dict or None, got {type(options).__name__}.")
+    options = {} if options is None else dict(options)
     allowed = _ADAPTIVE_OPTIONS if method in ADAPTIVE_METHODS else _FIXED_OPTIONS
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ValueError(f"{prefix}options has keys {unknown} that method={method!r} does not take; "
                          f"valid keys are {sorted(allowed)}.")
     max_num_steps = options.pop("max_num_steps", DEFAULT_MAX_NUM_STEPS)
-    if not isinstance(max_num_steps, int) or max_num_steps < 1:
+    if isinstance(max_num_steps, bool) or not isinstance(max_num_steps, int) or max_num_steps < 1:
         raise ValueError(f"{prefix}options['max_num_steps'] must be a positive int, got {max_num_steps!r}.")
-    if method in FIXED_GRID_METHODS and "step_size" in options:
-        step = options["step_size"]
-        if not isinstance(step, (int, float)) or not step > 0:
-            raise ValueError(f"{prefix}options['step_size'] must be a positive float, got {step!r}.")
+    for key in ("step_size", "first_step", "max_step"):
+        if key in options and (not _is_real(options[key]) or not 0 < options[key] < math.inf):
+            raise ValueError(f"{prefix}options[{key!r}] must be a positive float, got {options[key]!r}.")
+    if "min_step" in options and (not _is_real(options["min_step"]) or not 0 <= options["min_step"] < math.inf):
+        raise ValueError(f"{prefix}options['min_step'] must be a non-negative float, got {options['min_step']!r}.")
+    if "norm" in options and not callable(options["norm"]):
+        raise ValueError(f"{prefix}options['norm'] must be a callable mapping the error estimate to a scalar "
+                         f"tensor, got {options['norm']!r} (the names 'mixed' and 'seminorm' apply to the "
+                         f"adjoint's backward solve only: pass them in adjoint_options).")
     return SolverConfig(method, float(rtol), float(atol), options, max_num_steps)
+
+
+def _is_real(value: Any) -> bool:
+    """A Python int or float (``bool`` and tensors excluded)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_times(t: Tensor, y0: Tensor) -> None:
@@ -207,8 +220,8 @@ class GuardedField:
         self.steps += 1
         if self.steps > self.max_num_steps:
             raise SolverError(f"{self.what}: more than options['max_num_steps']={self.max_num_steps} solver "
-                              f"steps (t={float(t0.detach()):.6g}); the problem may be stiff. Raise max_num_steps, "
-                              f"loosen rtol/atol, or use an implicit solver.")
+                              f"steps (t={float(t0.detach()):.6g}); the problem may be stiff (an explicit method then "
+                              f"takes many small steps). Raise max_num_steps or loosen rtol/atol.")
         if self.adaptive and not bool(t0 + dt != t0):  # (a fixed grid may end with a harmless empty step)
             raise SolverError(f"{self.what}: step size underflow at t={float(t0.detach()):.6g} (dt={float(dt.detach()):.3g}); the "
                               f"solution blows up, the problem is stiff, or the field returned non-finite "

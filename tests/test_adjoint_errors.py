@@ -131,3 +131,36 @@ def test_bad_adjoint_arguments(problem):
         nodelib.odeint_adjoint(func, y0, t, checkpoints=-1)
     with pytest.raises(ValueError, match="adjoint_rtol must be a non-negative float"):
         nodelib.odeint_adjoint(func, y0, t, adjoint_rtol=-1.0)
+    with pytest.raises(ValueError, match="checkpoints must be a non-negative int, got True"):
+        nodelib.odeint_adjoint(func, y0, t, checkpoints=True)
+
+
+def test_fixed_grid_adjoint_options_are_not_silently_dropped(problem):
+    """An explicit adjoint_options replaces the forward options: a fixed-grid backward solve must not
+    lose the step size (it would take one step per interval) or accept an error norm it cannot use."""
+    func, y0, t = problem
+    rk4 = dict(method="rk4", options=dict(step_size=0.01))
+    with pytest.raises(ValueError, match=r"adjoint_options\['norm'\] applies to adaptive methods only"):
+        nodelib.odeint_adjoint(func, y0, t, adjoint_options=dict(norm="seminorm", step_size=0.01), **rk4)
+    with pytest.raises(ValueError, match=r"adjoint_options has no 'step_size'.*steps of 0.01"):
+        nodelib.odeint_adjoint(func, y0, t, adjoint_options=dict(perturb=False), **rk4)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(rtol=0.0, atol=0.0), ValueError, r"rtol and atol are both 0"),
+    (dict(rtol=True), ValueError, r"rtol must be a non-negative float, got True"),
+    (dict(options=5), TypeError, r"options must be a dict or None, got int"),
+    (dict(options="ab"), TypeError, r"options must be a dict or None, got str"),
+    (dict(options=dict(max_num_steps=True)), ValueError, r"options\['max_num_steps'\] must be a positive int"),
+    (dict(options=dict(first_step=0.0)), ValueError, r"options\['first_step'\] must be a positive float"),
+    (dict(options=dict(max_step=-1.0)), ValueError, r"options\['max_step'\] must be a positive float"),
+    (dict(options=dict(min_step=-1.0)), ValueError, r"options\['min_step'\] must be a non-negative float"),
+    (dict(options=dict(norm="seminorm")), ValueError, r"options\['norm'\] must be a callable.*adjoint_options"),
+    (dict(method="rk4", options=dict(step_size=float("inf"))), ValueError,
+     r"options\['step_size'\] must be a positive float"),
+])
+def test_bad_solver_arguments_name_the_argument(solver, problem, kwargs, error, match):
+    func, y0, t = problem
+    with pytest.raises(error, match=match):
+        solver(func, y0, t, **kwargs)
