@@ -32,3 +32,10 @@ class Linear(nn.Module):
 def rel(a, b):
     """Relative error |a - b| / |b| of two tensors or sequences of tensors."""
     return relative_error(a, b)
+
+
+def autograd_trace(field, t, z):
+    """tr ∇_§1 f from autograd's full Jacobian, point by point."""
+    flat = z.reshape(-1, z.shape[-1])
+    traces = [torch.autograd.functional.jacobian(lambda v: field(t, v), point).trace() for point in flat]
+    return torch.stack(traces).reshape(z.shape[:-1])

@@ -21,7 +21,7 @@ def test_checkpoints_repair_the_contracting_example():
     plain = grads(nodelib.odeint_adjoint, func, y0, t)
     checkpointed = grads(nodelib.odeint_adjoint, func, y0, t, checkpoints=16)
     assert rel(plain, ref) > 1e-2
-    assert rel(checkpointed, ref) < 1e-6
+    assert rel(checkpointed, ref) < 2e-8  # measured 2.1e-9
 
 
 def test_many_observation_times_cost_less_than_half_of_torchdiffeq():
@@ -82,7 +82,7 @@ def test_hessian_vector_product_matches_double_backprop():
     t = torch.tensor([0.0, 0.5, 1.0])
     ours = hvp(nodelib.odeint_adjoint, func, y0, t, v)
     direct = hvp(torchdiffeq.odeint, func, y0, t, v)
-    assert rel(ours, direct) < 1e-6
+    assert rel(ours, direct) < 1e-8  # measured 1.2e-10
 
 
 def test_gradient_penalty_matches_double_backprop():
@@ -95,7 +95,7 @@ def test_gradient_penalty_matches_double_backprop():
         ys = solver(func, y0, t, rtol=1e-11, atol=1e-12)
         g, = torch.autograd.grad(ys[-1].pow(2).sum(), y0, create_graph=True)
         results.append(torch.autograd.grad(g.pow(2).sum(), list(func.parameters())))
-    assert rel(results[0], results[1]) < 1e-6
+    assert rel(results[0], results[1]) < 1e-9  # measured 5e-12
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

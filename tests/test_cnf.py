@@ -35,14 +35,6 @@ def test_linear_flow_matches_closed_form(adjoint, trace):
     assert rel(cnf.log_prob(x), want) < 1e-8
 
 
-def test_gated_planar_closed_form_trace_gives_the_exact_trace_density():
-    field = nodelib.GatedPlanarField(2, 4)
-    x = torch.randn(6, 2)
-    exact = nodelib.CNF(field, trace="exact", **TIGHT).log_prob(x)
-    closed = nodelib.CNF(field, trace="closed_form", **TIGHT).log_prob(x)
-    assert rel(closed, exact) < 1e-9
-
-
 def test_nonlinear_flow_matches_log_det_of_the_solve_map():
     """Change of variables with autograd's Jacobian of z0 -> z(t1) (direct backprop through odeint)."""
     field = TimeMLP(dim=2, hidden=16)
@@ -66,7 +58,7 @@ def test_adjoint_parameter_gradients_equal_direct_backprop():
         xi = x.clone().requires_grad_(True)
         loss = -cnf.log_prob(xi).mean()
         grads[adjoint] = torch.autograd.grad(loss, (xi, *cnf.parameters()))
-    assert rel(grads[True], grads[False]) < 1e-6
+    assert rel(grads[True], grads[False]) < 1e-7  # measured 1.2e-8
 
 
 def test_hutchinson_log_prob_is_unbiased():
@@ -132,8 +124,13 @@ def test_torch_distribution_base():
     a = nodelib.CNF(field, dim=2, **TIGHT).log_prob(x)
     b = nodelib.CNF(field, dim=2, base=mvn, **TIGHT).log_prob(x)
     assert rel(a, b) < 1e-12
-    s = nodelib.CNF(field, dim=2, base=mvn).sample(3, generator=torch.Generator().manual_seed(0))
-    assert s.shape == (3, 2)
+    # a base without generator support draws from a seed taken from the generator (CNF.sample's contract)
+    cnf = nodelib.CNF(field, dim=2, base=mvn, **TIGHT)
+    s = cnf.sample(3, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=torch.Generator().manual_seed(0))))
+    z0 = mvn.sample((3,))
+    assert rel(cnf.reverse(s)[0], z0) < 1e-8
+    assert torch.equal(s, cnf.sample(3, generator=torch.Generator().manual_seed(0)))
 
 
 @pytest.fixture
@@ -152,8 +149,8 @@ def test_forward_gradient_ode_matches_autograd(small_cnf):
     xr = x.clone().requires_grad_(True)
     want = torch.autograd.grad(small_cnf.log_prob(xr).sum(), (xr, *small_cnf.field.parameters()))
     grad_x, grad_theta = nodelib.log_prob_gradients(small_cnf, x)
-    assert rel(grad_x, want[0]) < 1e-6
-    assert rel(grad_theta, want[1:]) < 1e-6
+    assert rel(grad_x, want[0]) < 5e-8  # measured 2.9e-9
+    assert rel(grad_theta, want[1:]) < 5e-8  # measured 4.4e-9
 
 
 def test_the_notes_gradient_ode_fails_the_same_check(small_cnf):

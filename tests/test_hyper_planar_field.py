@@ -6,12 +6,7 @@ import torch
 from nodelib.cnf import CNF
 from nodelib.dynamics import HyperPlanarField
 
-
-def autograd_trace(field, t, z):
-    """tr ∇_§1 f from autograd's full Jacobian, point by point."""
-    flat = z.reshape(-1, z.shape[-1])
-    traces = [torch.autograd.functional.jacobian(lambda v: field(t, v), point).trace() for point in flat]
-    return torch.stack(traces).reshape(z.shape[:-1])
+from fields import autograd_trace
 
 
 @pytest.mark.parametrize("dim,width,hidden", [(2, 1, (4,)), (2, 8, (8, 8)), (3, 5, ()), (4, 64, (32, 32))])

@@ -5,12 +5,7 @@ import torch
 from nodelib.cnf import CNF
 from nodelib.dynamics import GatedPlanarField
 
-
-def autograd_trace(field, t, z):
-    """tr ∇_§1 f from autograd's full Jacobian, point by point."""
-    flat = z.reshape(-1, z.shape[-1])
-    traces = [torch.autograd.functional.jacobian(lambda v: field(t, v), point).trace() for point in flat]
-    return torch.stack(traces).reshape(z.shape[:-1])
+from fields import autograd_trace
 
 
 def test_field_is_the_gated_sum_of_planar_terms():
