@@ -3,9 +3,13 @@
 ``MLPField`` is the free-form field of Parts I and II: a multilayer perceptron on the state with
 the time appended to its input, ``f(z, t) = MLP([z, t])`` (chapter "From residual networks to
 ODEs"). ``GatedPlanarField`` is the continuous planar flow of Part II, a gated sum of planar terms
-whose divergence ``tr ∇_§1 f`` has a closed form (chapter "Continuous planar flows").
-``ConvField`` is the time-concatenated convolutional field of the ODE-Net of Chen et al., acting on
-feature maps (chapter "ODE-Net on MNIST"). Fields follow torchdiffeq's calling convention ``field(t, z)``.
+whose divergence ``tr ∇_§1 f`` has a closed form (chapter "Continuous planar flows");
+``HyperPlanarField`` is the paper's version, whose planar units come from a hypernetwork of ``t``
+(chapter "CNF against NF"). ``ConvField`` is the time-concatenated convolutional field of the
+ODE-Net of Chen et al., acting on feature maps (chapter "ODE-Net on MNIST").
+``ContractingReadoutField`` is the test problem on which reverse-time reconstruction fails
+(chapters "Adjoint gradients in practice" and "Faster and more accurate adjoints"). Fields follow
+torchdiffeq's calling convention ``field(t, z)``.
 """
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ from typing import Optional, Sequence, Type
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLPField", "GatedPlanarField", "HyperPlanarField", "ConvField"]
+from ._validate import non_negative_float, positive_float, positive_int_sequence, positive_ints
+
+__all__ = ["MLPField", "GatedPlanarField", "HyperPlanarField", "ConvField", "ContractingReadoutField"]
 
 
 class MLPField(nn.Module):
@@ -30,8 +36,8 @@ class MLPField(nn.Module):
     def __init__(self, dim: int, hidden: Sequence[int] = (64, 64), *, activation: Type[nn.Module] = nn.Tanh,
                  time_dependent: bool = True):
         super().__init__()
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive int, got {dim!r}.")
+        positive_ints(dim=dim)
+        hidden = positive_int_sequence("hidden", hidden)
         self.dim = dim
         self.time_dependent = time_dependent
         widths = [dim + int(time_dependent), *hidden]
@@ -70,11 +76,8 @@ class GatedPlanarField(nn.Module):
 
     def __init__(self, dim: int, n_components: int, *, gate_hidden: int = 8, init_scale: float = 0.5):
         super().__init__()
-        for name, value in (("dim", dim), ("n_components", n_components), ("gate_hidden", gate_hidden)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
-        if not init_scale >= 0:
-            raise ValueError(f"init_scale must be a non-negative number, got {init_scale!r}.")
+        positive_ints(dim=dim, n_components=n_components, gate_hidden=gate_hidden)
+        non_negative_float("init_scale", init_scale)
         self.dim = dim
         self.n_components = n_components
         self.u = nn.Parameter(init_scale * torch.randn(n_components, dim))
@@ -134,12 +137,8 @@ class HyperPlanarField(nn.Module):
 
     def __init__(self, dim: int, width: int, hidden: Sequence[int] = (32, 32)):
         super().__init__()
-        for name, value in (("dim", dim), ("width", width)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
-        hidden = tuple(hidden)
-        if not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden):
-            raise ValueError(f"hidden must be a sequence of positive ints, got {hidden!r}.")
+        positive_ints(dim=dim, width=width)
+        hidden = positive_int_sequence("hidden", hidden)
         self.dim, self.width, self.hidden = dim, width, hidden
         widths = (1, *hidden, width * (2 * dim + 2))
         layers: list[nn.Module] = []
@@ -215,12 +214,11 @@ class ConvField(nn.Module):
     def __init__(self, channels: int, *, groups: Optional[int] = None, kernel_size: int = 3,
                  time_dependent: bool = True):
         super().__init__()
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive int, got {channels!r}.")
+        positive_ints(channels=channels)
         groups = min(32, channels) if groups is None else groups
-        if not isinstance(groups, int) or groups < 1 or channels % groups:
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or channels % groups:
             raise ValueError(f"groups must be a positive int dividing channels={channels}, got {groups!r}.")
-        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}.")
         self.channels = channels
         self.time_dependent = time_dependent
@@ -259,8 +257,8 @@ class ContractingReadoutField(nn.Module):
 
     def __init__(self, lam: float, hidden: int = 32):
         super().__init__()
-        if not lam > 0:
-            raise ValueError(f"lam must be positive, got {lam!r}.")
+        positive_float("lam", lam)
+        positive_ints(hidden=hidden)
         self.lam = float(lam)
         self.g = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 2))
 

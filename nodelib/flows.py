@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._validate import non_negative_float, positive_ints
+
 __all__ = ["PlanarLayer", "PlanarFlow", "standard_normal_log_prob"]
 
 Direction = Literal["normalizing", "generative"]
@@ -108,10 +110,8 @@ class PlanarLayer(nn.Module):
 
     def __init__(self, dim: int, *, init_scale: float = 0.5):
         super().__init__()
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise ValueError(f"dim must be a positive int, got {dim!r}.")
-        if not init_scale >= 0:
-            raise ValueError(f"init_scale must be a non-negative number, got {init_scale!r}.")
+        positive_ints(dim=dim)
+        non_negative_float("init_scale", init_scale)
         self.dim = dim
         self.u = nn.Parameter(init_scale * torch.randn(dim))
         self.w = nn.Parameter(init_scale * torch.randn(dim))
@@ -181,8 +181,7 @@ class PlanarFlow(nn.Module):
 
     def __init__(self, dim: int, n_layers: int, *, direction: Direction = "normalizing", init_scale: float = 0.5):
         super().__init__()
-        if not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 1:
-            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}.")
+        positive_ints(n_layers=n_layers)
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}.")
         self.dim = dim

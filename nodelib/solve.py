@@ -23,6 +23,8 @@ import torch
 import torchdiffeq
 from torch import Tensor, nn
 
+from ._validate import is_real
+
 __all__ = ["SolveStats", "SolverError", "odeint", "ADAPTIVE_METHODS", "FIXED_GRID_METHODS"]
 
 #: Embedded-error-estimate Runge-Kutta methods of torchdiffeq that nodelib supports.
@@ -86,7 +88,7 @@ def check_solver(method: Optional[str], rtol: float, atol: float, options: Optio
         raise ValueError(f"{prefix}method={method!r} is not supported; expected one of "
                          f"{ADAPTIVE_METHODS + FIXED_GRID_METHODS}.")
     for name, value in ((f"{prefix}rtol", rtol), (f"{prefix}atol", atol)):
-        if not _is_real(value) or not value >= 0:
+        if not is_real(value) or not value >= 0:
             raise ValueError(f"{name} must be a non-negative float, got {value!r}.")
     if method in ADAPTIVE_METHODS and rtol == 0 and atol == 0:
         raise ValueError(f"{prefix}rtol and {prefix}atol are both 0, so no step of the adaptive method "
@@ -103,20 +105,15 @@ def check_solver(method: Optional[str], rtol: float, atol: float, options: Optio
     if isinstance(max_num_steps, bool) or not isinstance(max_num_steps, int) or max_num_steps < 1:
         raise ValueError(f"{prefix}options['max_num_steps'] must be a positive int, got {max_num_steps!r}.")
     for key in ("step_size", "first_step", "max_step"):
-        if key in options and (not _is_real(options[key]) or not 0 < options[key] < math.inf):
+        if key in options and (not is_real(options[key]) or not 0 < options[key] < math.inf):
             raise ValueError(f"{prefix}options[{key!r}] must be a positive float, got {options[key]!r}.")
-    if "min_step" in options and (not _is_real(options["min_step"]) or not 0 <= options["min_step"] < math.inf):
+    if "min_step" in options and (not is_real(options["min_step"]) or not 0 <= options["min_step"] < math.inf):
         raise ValueError(f"{prefix}options['min_step'] must be a non-negative float, got {options['min_step']!r}.")
     if "norm" in options and not callable(options["norm"]):
         raise ValueError(f"{prefix}options['norm'] must be a callable mapping the error estimate to a scalar "
                          f"tensor, got {options['norm']!r} (the names 'mixed' and 'seminorm' apply to the "
                          f"adjoint's backward solve only: pass them in adjoint_options).")
     return SolverConfig(method, float(rtol), float(atol), options, max_num_steps)
-
-
-def _is_real(value: Any) -> bool:
-    """A Python int or float (``bool`` and tensors excluded)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_times(t: Tensor, y0: Tensor) -> None:

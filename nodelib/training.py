@@ -22,6 +22,9 @@ from typing import Callable, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ._validate import positive_float, positive_ints
+from .storage import load_checkpoint, save_checkpoint
+
 __all__ = ["FitHistory", "fit_density", "fit_kl", "kl_weight", "mean_nll"]
 
 
@@ -41,35 +44,35 @@ class FitHistory:
 
 def mean_nll(model: nn.Module, x: Tensor, *, batch_size: int = 5000) -> float:
     """The average negative log-likelihood ``-(1/N) Σ log p(x_i)`` in nats, without a graph."""
+    positive_ints(batch_size=batch_size)
     with torch.no_grad():
         return float(-torch.cat([model.log_prob(chunk) for chunk in x.split(batch_size)]).mean())
-
-
-def _save_atomically(state: dict, path: pathlib.Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 PathLike = Union[str, os.PathLike]
 
 
-def _check_positive_ints(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
-
-
 def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tensor], *, iterations: int, lr: float,
               generator: torch.Generator, log_every: int, checkpoint: Optional[PathLike], checkpoint_every: int,
-              verbose: bool, deadline: Optional[float], describe: Callable[[int, float], str]) -> FitHistory:
-    """Adam with a cosine schedule on ``loss_at(iteration, generator)``; checkpoints, resume, progress lines."""
+              verbose: bool, deadline: Optional[float], describe: Callable[[int, float], str],
+              settings: dict) -> FitHistory:
+    """Adam with a cosine schedule on ``loss_at(iteration, generator)``; checkpoints, resume, progress lines.
+
+    ``settings`` (plain numbers) is saved with each checkpoint; resuming with other settings raises,
+    since the restored optimiser, schedule and generator would silently keep the old ones."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations)
     history, start_iteration, seconds_before = FitHistory(), 0, 0.0
     path = None if checkpoint is None else pathlib.Path(checkpoint)
-    if path is not None and path.exists():
-        state = torch.load(path, weights_only=True)
+    state = None if path is None else load_checkpoint(path)
+    if state is not None:
+        saved = state.get("settings", settings)  # (checkpoints written before settings were saved)
+        if saved != settings:
+            changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+            was = ", ".join(f"{k}={saved.get(k)!r}" for k in changed)
+            now = ", ".join(f"{k}={settings.get(k)!r}" for k in changed)
+            raise ValueError(f"checkpoint {path} was written with {was}, not {now}; pass the same arguments "
+                             f"to resume it, or another checkpoint path to start afresh.")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -82,10 +85,10 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tensor
     begin = time.perf_counter()
 
     def save(iteration: int) -> None:
-        _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "schedule": schedule.state_dict(), "generator": generator.get_state(),
-                          "iteration": iteration, "losses": history.losses,
-                          "seconds": seconds_before + time.perf_counter() - begin}, path)
+        save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                               "iteration": iteration, "losses": history.losses, "settings": settings,
+                               "seconds": seconds_before + time.perf_counter() - begin})
 
     for iteration in range(start_iteration + 1, iterations + 1):
         optimizer.zero_grad()
@@ -133,8 +136,9 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
         deadline: a ``time.monotonic()`` value; once passed, the run saves a checkpoint and stops
             (``FitHistory.complete`` is then ``False``; calling again resumes).
     """
-    _check_positive_ints(iterations=iterations, batch_size=batch_size, log_every=log_every,
+    positive_ints(iterations=iterations, batch_size=batch_size, log_every=log_every,
                          checkpoint_every=checkpoint_every)
+    positive_float("lr", lr)
     if not isinstance(data, Tensor) or data.dim() != 2 or data.shape[0] < 1:
         raise ValueError(f"data must be a tensor of shape (N, d), got {getattr(data, 'shape', type(data).__name__)}.")
     if not callable(getattr(model, "log_prob", None)):
@@ -146,7 +150,8 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
 
     return _optimise(model, loss_at, iterations=iterations, lr=lr, generator=torch.Generator().manual_seed(seed),
                      log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every, verbose=verbose,
-                     deadline=deadline, describe=lambda iteration, loss: f"minibatch NLL {loss:.3f}")
+                     deadline=deadline, describe=lambda iteration, loss: f"minibatch NLL {loss:.3f}",
+                     settings=dict(objective="nll", iterations=iterations, batch_size=batch_size, lr=lr, seed=seed))
 
 
 def kl_weight(iteration: int, anneal_iterations: int, beta0: float = 0.01) -> float:
@@ -178,7 +183,7 @@ def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iteratio
             as for :func:`fit_density`.
         anneal_iterations, beta0: the annealing of ``β``.
     """
-    _check_positive_ints(iterations=iterations, batch_size=batch_size, log_every=log_every,
+    positive_ints(iterations=iterations, batch_size=batch_size, log_every=log_every,
                          checkpoint_every=checkpoint_every)
     if not callable(getattr(model, "sample_with_log_prob", None)):
         raise TypeError(f"model must have a sample_with_log_prob(n) method, got {type(model).__name__}.")
@@ -186,7 +191,8 @@ def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iteratio
         raise TypeError(f"log_target must be a function of points (B, d) -> (B,), got {type(log_target).__name__}.")
     if isinstance(anneal_iterations, bool) or not isinstance(anneal_iterations, int) or anneal_iterations < 0:
         raise ValueError(f"anneal_iterations must be a non-negative int, got {anneal_iterations!r}.")
-    if not 0 < beta0 <= 1:
+    positive_float("lr", lr)
+    if isinstance(beta0, bool) or not isinstance(beta0, (int, float)) or not 0 < beta0 <= 1:
         raise ValueError(f"beta0 must be in (0, 1], got {beta0!r}.")
     device = next(iter(model.parameters())).device
 
@@ -200,4 +206,6 @@ def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iteratio
     return _optimise(model, loss_at, iterations=iterations, lr=lr,
                      generator=torch.Generator(device=device).manual_seed(seed), log_every=log_every,
                      checkpoint=checkpoint, checkpoint_every=checkpoint_every, verbose=verbose, deadline=deadline,
-                     describe=describe)
+                     describe=describe, settings=dict(objective="kl", iterations=iterations, batch_size=batch_size,
+                                                      lr=lr, seed=seed, anneal_iterations=anneal_iterations,
+                                                      beta0=beta0))

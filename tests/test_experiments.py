@@ -20,7 +20,8 @@ from nodelib.dynamics import ConvField
 from nodelib.experiments import (MODELS, PAPER_TABLE1, ODEBlock, SolverSettings, build_classifier, count_parameters,
                                  get_preset, memory_against_steps, run_mnist)
 from nodelib.experiments.mnist import backward_memory, random_shift
-from nodelib.experiments.runs import load_checkpoint, recorded_results, write_json_atomic
+from nodelib.experiments.runs import recorded_results
+from nodelib.storage import load_checkpoint, write_json_atomic
 
 from fields import rel
 

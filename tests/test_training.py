@@ -1,12 +1,15 @@
 """nodelib.training.fit_density against the closed-form maximum-likelihood Gaussian, and its
 checkpoints against an uninterrupted run."""
 import math
+import time
 
 import pytest
 import torch
 from torch import nn
 
-from nodelib.training import fit_density, mean_nll
+import nodelib
+
+from nodelib.training import fit_density, fit_kl, mean_nll
 
 
 class DiagonalGaussian(nn.Module):
@@ -80,3 +83,35 @@ def test_bad_arguments_raise():
         fit_density(DiagonalGaussian(2), torch.zeros(5), iterations=1)
     with pytest.raises(TypeError, match="log_prob"):
         fit_density(nn.Linear(2, 2), data(), iterations=1)
+    with pytest.raises(ValueError, match="lr must be a positive float, got 'a'"):
+        fit_density(DiagonalGaussian(2), data(), iterations=1, lr="a")
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        mean_nll(DiagonalGaussian(2), data(), batch_size=0)
+    with pytest.raises(ValueError, match=r"beta0 must be in \(0, 1\], got 'a'"):
+        fit_kl(nodelib.PlanarFlow(2, 1, direction="generative"), lambda z: -z.pow(2).sum(-1), iterations=1,
+               beta0="a")
+
+
+def test_a_deadline_stops_after_a_checkpoint_and_the_rerun_finishes_bit_for_bit(tmp_path):
+    x = data()
+    torch.manual_seed(1)
+    straight = DiagonalGaussian(2)
+    fit_density(straight, x, iterations=30, lr=0.05, seed=3, verbose=False)
+    torch.manual_seed(1)
+    stopped = DiagonalGaussian(2)
+    path = tmp_path / "fit.pt"
+    first = fit_density(stopped, x, iterations=30, lr=0.05, seed=3, checkpoint=path, checkpoint_every=20,
+                        deadline=time.monotonic() - 1, verbose=False)  # already passed: stop after one step
+    assert not first.complete and first.iterations_run == 1
+    assert torch.load(path, weights_only=True)["iteration"] == 1
+    second = fit_density(stopped, x, iterations=30, lr=0.05, seed=3, checkpoint=path, verbose=False)
+    assert second.complete and second.iterations_run == 29
+    for a, b in zip(straight.parameters(), stopped.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    path = tmp_path / "fit.pt"
+    fit_density(DiagonalGaussian(2), data(), iterations=10, lr=0.05, checkpoint=path, verbose=False)
+    with pytest.raises(ValueError, match=r"written with iterations=10, lr=0.05, not iterations=20, lr=0.5"):
+        fit_density(DiagonalGaussian(2), data(), iterations=20, lr=0.5, checkpoint=path, verbose=False)

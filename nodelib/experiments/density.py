@@ -40,8 +40,9 @@ from ..flows import PlanarFlow
 from ..reproducibility import seed_everything
 from ..solve import SolveStats
 from ..training import FitHistory, fit_density, fit_kl
+from ..storage import write_json_atomic
 from .measure import count_parameters
-from .runs import default_dtype, log, pick_device, provenance, replace_preset, write_json_atomic
+from .runs import default_dtype, log, pick_device, provenance, replace_preset
 
 __all__ = ["DensityPreset", "PRESETS", "PAPER", "get_preset", "matched_nf_layers", "build_nf", "build_cnf",
            "evaluation_copy", "kl_estimate", "heldout_nll", "run", "kl_table", "ml_table", "plot_density_matching",

@@ -28,10 +28,10 @@ from torch import Tensor, nn
 from ..data.images import DATASETS, ImageData, load_images, stratified_split
 from ..memory import kept_for_backward
 from ..reproducibility import seed_everything
+from ..storage import load_checkpoint, save_checkpoint, write_json_atomic
 from .classifiers import MODELS, ODEBlock, SolverSettings, build_classifier
 from .measure import count_parameters
-from .runs import (default_dtype, load_checkpoint, log, pick_device, provenance, replace_preset, save_checkpoint,
-                   write_json_atomic)
+from .runs import default_dtype, log, pick_device, provenance, replace_preset
 
 __all__ = ["Preset", "PRESETS", "get_preset", "TensorData", "to_tensors", "random_shift", "ModelRun",
            "train_model", "load_model", "evaluate", "backward_memory", "memory_against_steps", "run", "PAPER_TABLE1"]

@@ -1,11 +1,8 @@
-"""Bookkeeping of long runs: device choice, provenance, atomic writes, resumable checkpoints.
+"""Bookkeeping of long runs: device choice, provenance, progress lines, presets, recorded results.
 
-Every experiment of Part III ("The paper's experiments") writes its results through
-:func:`write_json_atomic` (a temporary file, then ``os.replace``: a reader never sees half a file)
-with a :func:`provenance` record, and saves a checkpoint after every epoch with
-:func:`save_checkpoint`, which :func:`load_checkpoint` reads back with
-``torch.load(..., weights_only=True)``: checkpoints hold only tensors and plain containers of
-numbers and strings, never pickled code.
+Every experiment of Part III ("The paper's experiments") writes its results with a
+:func:`provenance` record through :func:`nodelib.storage.write_json_atomic`, and its checkpoints
+through :func:`nodelib.storage.save_checkpoint`.
 """
 from __future__ import annotations
 
@@ -17,13 +14,11 @@ import os
 import pathlib
 import platform
 import sys
-import tempfile
 from typing import Any, Optional, Union
 
 import torch
 
-__all__ = ["pick_device", "provenance", "write_json_atomic", "save_checkpoint", "load_checkpoint", "log",
-           "default_dtype", "replace_preset", "recorded_results"]
+__all__ = ["pick_device", "provenance", "log", "default_dtype", "replace_preset", "recorded_results"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -83,45 +78,6 @@ def provenance(device: torch.device, **extra: Any) -> dict:
         "command": command,
         **extra,
     }
-
-
-def _replace_atomically(path: pathlib.Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json_atomic(path: PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` through a temporary file in the same folder."""
-    text = json.dumps(obj, indent=1, allow_nan=False) + "\n"
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-
-    _replace_atomically(pathlib.Path(path), write)
-
-
-def save_checkpoint(path: PathLike, state: dict) -> None:
-    """Save ``state`` (tensors, numbers, strings, lists, dicts) atomically with ``torch.save``."""
-    _replace_atomically(pathlib.Path(path), lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(path: PathLike) -> Optional[dict]:
-    """The checkpoint at ``path`` (tensors on the CPU), or ``None`` if there is none."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def log(message: str) -> None:
