@@ -3,10 +3,8 @@
 nbval (``make notebooks``) re-executes the chapters and compares outputs; these checks make sure
 there is something to compare, and that each chapter follows the book's conventions.
 """
-import json
 import pathlib
 import re
-import subprocess
 import sys
 
 import nbformat
