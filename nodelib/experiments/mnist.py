@@ -430,6 +430,10 @@ def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[s
         threads: PyTorch's CPU thread count (one is fastest for the quick preset's small tensors).
         verbose: print a line per epoch (otherwise one line per model).
         overrides: fields of :class:`Preset` to change, e.g. ``epochs=2``.
+
+    A rerun with the same ``out`` reloads finished models from their checkpoints and resumes the
+    unfinished one. The provenance's ``wall_time_s`` is then this call's; each model's
+    ``train_time_s`` adds up its training epochs over all calls (evaluation not included).
     """
     started = time.monotonic()
     deadline = None if budget_s is None else started + budget_s
