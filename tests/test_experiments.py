@@ -205,23 +205,26 @@ def test_resume_is_bit_identical(tmp_path):
 def test_command_line_reproduces_a_quick_run(tmp_path):
     out = tmp_path / "cli"
     cmd = [sys.executable, "-m", "nodelib.experiments", "mnist", "--preset", "quick", "--out", str(out),
-           "--models", "mlp,rknet", "--epochs", "2", "--train-limit", "96", "--threads", "1"]
+           "--models", "mlp,rknet", "--epochs", "2", "--train-limit", "96", "--threads", "1", "--seed", "3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "[rknet] epoch 2/2" in proc.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "complete" and results["preset"] == "quick" and results["dataset"] == "digits"
+    assert results["config"]["seed"] == 3 and get_preset("quick").seed != 3
     prov = results["provenance"]
     assert prov["torch"] == torch.__version__ and prov["nodelib"] == nodelib.__version__
     assert prov["command"].startswith("python -m nodelib.experiments mnist") and prov["device"] == "cpu"
     assert results["models"]["rknet"]["nfe_forward"] == 4 * get_preset("quick").rk_steps
     assert results["models"]["rknet"]["nfe_backward"] is None and results["models"]["mlp"]["nfe_forward"] is None
-    same = run_mnist("quick", models=["mlp", "rknet"], epochs=2, train_limit=96, threads=1)
+    same = run_mnist("quick", models=["mlp", "rknet"], epochs=2, train_limit=96, threads=1, seed=3)
+    other = run_mnist("quick", models=["mlp"], epochs=2, train_limit=96, threads=1)
     for kind in ("mlp", "rknet"):
         cli, here = results["models"][kind], same["models"][kind]
         assert cli["params"] == here["params"] == count_parameters(build_classifier(kind, image_size=8, channels=32))
         assert cli["test_error"] == here["test_error"]
         assert cli["history"]["train_loss"] == here["history"]["train_loss"]
+    assert other["models"]["mlp"]["history"]["train_loss"] != results["models"]["mlp"]["history"]["train_loss"]
 
 
 def test_recorded_results_reads_the_first_existing_folder(tmp_path):

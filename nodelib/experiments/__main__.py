@@ -44,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--root", default=None, help="folder of the data set's IDX files (mnist, fashion)")
     m.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs")
     m.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (smoke runs)")
+    m.add_argument("--seed", type=int, default=None,
+                   help="override the preset's seed (a repeat of the run; use another --out)")
     m.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (1 is fastest for quick)")
     m.add_argument("--budget-s", type=float, default=None,
                    help="stop after the epoch in which this many seconds have passed (rerun to resume)")
@@ -99,7 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.experiment == "mnist":
         results = run(args.preset, dataset=args.dataset, out=args.out, models=args.models, device=args.device,
                       root=args.root, budget_s=args.budget_s, threads=args.threads, epochs=args.epochs,
-                      train_limit=args.train_limit)
+                      train_limit=args.train_limit, seed=args.seed)
         return 0 if results["status"] in ("complete", "incomplete") else 1
     if args.experiment == "density":
         try:
