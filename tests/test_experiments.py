@@ -212,6 +212,7 @@ def test_command_line_reproduces_a_quick_run(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "complete" and results["preset"] == "quick" and results["dataset"] == "digits"
     assert results["config"]["seed"] == 3 and get_preset("quick").seed != 3
+    assert results["models_requested"] == ["mlp", "rknet"] and list(results["models"]) == ["mlp", "rknet"]
     prov = results["provenance"]
     assert prov["torch"] == torch.__version__ and prov["nodelib"] == nodelib.__version__
     assert prov["command"].startswith("python -m nodelib.experiments mnist") and prov["device"] == "cpu"

@@ -452,7 +452,7 @@ def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[s
     log(f"Table 1 experiment: preset {cfg.name}, data {data.name} ({len(data.train_y)} train / "
         f"{len(data.test_y)} test images of {data.image_size}x{data.image_size}), device {dev}, models {list(models)}")
     results = {"experiment": "mnist-table1", "preset": cfg.name, "dataset": cfg.dataset, "status": "running",
-               "config": _plain(cfg), "data": {"source": data.source, "train": len(data.train_y),
+               "models_requested": list(models), "config": _plain(cfg), "data": {"source": data.source, "train": len(data.train_y),
                                                "test": len(data.test_y), "image_size": data.image_size},
                "models": {}, "provenance": None}
     for kind in models:
