@@ -17,9 +17,10 @@ from torch import nn
 
 import nodelib
 from nodelib.dynamics import ConvField
+from nodelib.data.images import load_images
 from nodelib.experiments import (MODELS, PAPER_TABLE1, ODEBlock, SolverSettings, build_classifier, count_parameters,
-                                 get_preset, memory_against_steps, run_mnist)
-from nodelib.experiments.mnist import backward_memory, random_shift
+                                 get_preset, memory_against_steps, paired_error_difference, run_mnist)
+from nodelib.experiments.mnist import backward_memory, load_model, random_shift, to_tensors
 from nodelib.experiments.runs import recorded_results
 from nodelib.storage import load_checkpoint, write_json_atomic
 
@@ -194,7 +195,7 @@ def test_resume_is_bit_identical(tmp_path):
         for key, value in a["optimizer"]["state"].items():
             assert torch.equal(value["exp_avg"], b["optimizer"]["state"][key]["exp_avg"])
         ra, rb = whole["models"][kind], second["models"][kind]
-        assert ra["test_error"] == rb["test_error"]
+        assert ra["test_error"] == rb["test_error"] and ra["test_wrong"] == rb["test_wrong"]
         assert ra["backward_memory_bytes"] == rb["backward_memory_bytes"]
         for key in ("train_loss", "test_error", "nfe_forward_iter", "nfe_backward_iter"):
             assert ra["history"].get(key) == rb["history"].get(key)
@@ -226,6 +227,35 @@ def test_command_line_reproduces_a_quick_run(tmp_path):
         assert cli["test_error"] == here["test_error"]
         assert cli["history"]["train_loss"] == here["history"]["train_loss"]
     assert other["models"]["mlp"]["history"]["train_loss"] != results["models"]["mlp"]["history"]["train_loss"]
+    # the recorded misclassified images, against the saved model's predictions computed here
+    data = to_tensors(load_images("digits", seed=3), device=torch.device("cpu"))
+    for kind in ("mlp", "rknet"):
+        with torch.no_grad():
+            predicted = load_model(str(out), kind)(data.test_x).argmax(dim=1)
+        wrong = torch.nonzero(predicted != data.test_y).flatten().tolist()
+        assert results["models"][kind]["test_wrong"] == wrong and len(wrong) > 0
+        assert results["models"][kind]["test_error"] == len(wrong) / len(data.test_y)
+
+
+def test_paired_error_difference_against_per_image_differences():
+    """Mean and standard error of d_i = [a wrong] - [b wrong], computed from the whole vector d."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    a_wrong, b_wrong = rng.random(n) < 0.08, rng.random(n) < 0.05
+    b_wrong[:40] = a_wrong[:40]                                     # correlated, as two models are
+    d = a_wrong.astype(float) - b_wrong.astype(float)
+    out = paired_error_difference(np.flatnonzero(a_wrong).tolist(), np.flatnonzero(b_wrong).tolist(), n)
+    assert out["only_a"] == int((d == 1).sum()) and out["only_b"] == int((d == -1).sum())
+    assert out["difference"] == pytest.approx(a_wrong.mean() - b_wrong.mean(), abs=1e-15)
+    assert out["se"] == pytest.approx(d.std() / np.sqrt(n), rel=1e-12)
+    same = paired_error_difference([3, 5], [5, 3], 10)
+    assert same == {"only_a": 0, "only_b": 0, "difference": 0.0, "se": 0.0}
+    with pytest.raises(ValueError, match="wrong_b must hold distinct int indices"):
+        paired_error_difference([1], [2, 2], 10)
+    with pytest.raises(ValueError, match=r"wrong_a must hold distinct int indices of test images in \[0, 10\)"):
+        paired_error_difference([10], [], 10)
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        paired_error_difference([], [], 0)
 
 
 def test_recorded_results_reads_the_first_existing_folder(tmp_path):

@@ -216,18 +216,19 @@ def _sync(device: torch.device) -> None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1000) -> dict:
-    """Test error and mean forward NFE per minibatch of ``model`` on ``(x, y)``."""
+    """Test error, the indices of the misclassified images and the mean forward NFE per minibatch
+    of ``model`` on ``(x, y)``."""
     model.eval()
     _reset_nfe(model)
-    wrong, batches = 0, 0
+    wrong, batches = [], 0
     for i in range(0, len(y), batch_size):
         logits = model(x[i:i + batch_size])
-        wrong += int((logits.argmax(dim=1) != y[i:i + batch_size]).sum())
+        wrong += (i + torch.nonzero(logits.argmax(dim=1) != y[i:i + batch_size]).flatten()).tolist()
         batches += 1
     nfe_forward, _ = _nfe(model)
     _reset_nfe(model)
     model.train()
-    return {"test_error": wrong / len(y), "nfe_forward": nfe_forward / batches}
+    return {"test_error": len(wrong) / len(y), "wrong": wrong, "nfe_forward": nfe_forward / batches}
 
 
 def backward_memory(model: nn.Module, x: Tensor, y: Tensor) -> int:
@@ -399,6 +400,7 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
     result = {
         "params": count_parameters(model),
         "test_error": test["test_error"],
+        "test_wrong": test["wrong"],  # indices of the misclassified test images, for paired comparisons
         "backward_memory_bytes": memory,
         "peak_cuda_memory_bytes": peak,  # during training (this session's epochs), data set included
         "train_time_s": train_time,
