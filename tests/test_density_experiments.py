@@ -1,7 +1,7 @@
 """nodelib.experiments.density (Figs. 4 and 5): parameter matching against the built models, the KL
 objective and estimate against closed-form Gaussian divergences, fit_kl against the closed-form
-minimiser, a resumed run against an uninterrupted one, and the command line against the same run
-in-process."""
+minimiser, a resumed run against an uninterrupted one, the paired NLL differences against the models'
+log-densities computed here, and the command line against the same run in-process."""
 import json
 import math
 import pathlib
@@ -14,6 +14,7 @@ from torch import nn
 
 from nodelib import CNF, PlanarFlow, fit_kl
 from nodelib.dynamics import HyperPlanarField
+from nodelib.data import toy2d
 from nodelib.experiments import density
 from nodelib.experiments.measure import count_parameters
 
@@ -137,6 +138,36 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     with pytest.raises(ValueError, match="another configuration"):
         density.run("quick", out=str(tmp_path / "a"), datasets=("two_moons",), verbose=False,
                     **{**TINY, "kl_iterations_nf": 8})
+
+
+def test_paired_nll_differences_against_the_models_log_densities(tmp_path):
+    """Each CNF-minus-NF entry is the mean and standard error of the per-point differences of the two
+    models' log-densities on the test points; a rerun of a finished run that lacks them adds the same."""
+    small = {**TINY, "ml_repeats": 2}
+    results, models = density.run("quick", out=str(tmp_path), parts=("ml",), datasets=("two_moons",),
+                                  return_models=True, verbose=False, **small)
+    slot = results["maximum_likelihood"]["two_moons"]
+    assert sorted(slot["paired"]) == ["cnf-r0 - nf-r0", "cnf-r0 - nf-r1", "cnf-r1 - nf-r0", "cnf-r1 - nf-r1"]
+    test = toy2d.sample("two_moons", small["n_test"], seed=2)
+    eval_tol = density.get_preset("quick").eval_tol
+    for i in range(2):
+        cnf = models[("ml", "two_moons", "cnf", i)]
+        with torch.no_grad():
+            log_cnf = CNF(cnf.field, trace=cnf.trace, adjoint=False, rtol=eval_tol, atol=eval_tol).log_prob(test)
+        for j in range(2):
+            with torch.no_grad():
+                d = (models[("ml", "two_moons", "nf", j)].log_prob(test) - log_cnf).double()
+            entry = slot["paired"][f"cnf-r{i} - nf-r{j}"]
+            assert entry["difference"] == pytest.approx(float(d.mean()), abs=1e-6)
+            assert entry["difference"] == pytest.approx(slot["cnf"][str(i)]["test_nll"] - slot["nf"][str(j)]["test_nll"],
+                                                        abs=1e-12)
+            assert entry["se"] == pytest.approx(float(d.std()) / math.sqrt(len(d)), rel=1e-4)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["maximum_likelihood"]["two_moons"]["paired"] == slot["paired"]
+    del on_disk["maximum_likelihood"]["two_moons"]["paired"]
+    (tmp_path / "results.json").write_text(json.dumps(on_disk))
+    again = density.run("quick", out=str(tmp_path), parts=("ml",), datasets=("two_moons",), verbose=False, **small)
+    assert again["maximum_likelihood"]["two_moons"]["paired"] == slot["paired"]
 
 
 def test_command_line_writes_the_run_as_json(tmp_path):
