@@ -38,6 +38,8 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ..storage import _replace_atomically
+
 __all__ = ["ImageData", "read_idx", "write_idx", "stratified_split", "load_digits", "load_mnist5k", "load_mnist",
            "load_fashion_mnist", "load_images", "read_mnist_pickle", "check_mnist", "save_idx_split",
            "mnist_idx_from_pickle", "DATASETS", "MNIST_FILES", "MNIST_CLASS_COUNTS", "FASHION_MNIST_DEBIAN_DIR",
@@ -151,17 +153,8 @@ def write_idx(path: PathLike, array: np.ndarray) -> None:
     if array.dtype != np.uint8 or not 1 <= array.ndim <= 255:
         raise ValueError(f"array must be a uint8 array of 1 to 255 dimensions, got {array.dtype} of shape {array.shape}.")
     header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-    os.close(fd)
-    try:
-        pathlib.Path(tmp).write_bytes(gzip.compress(header + np.ascontiguousarray(array).tobytes(), mtime=0))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    raw = gzip.compress(header + np.ascontiguousarray(array).tobytes(), mtime=0)
+    _replace_atomically(pathlib.Path(path), lambda tmp: pathlib.Path(tmp).write_bytes(raw))
 
 
 def _read_idx_split(folder: pathlib.Path) -> tuple:
