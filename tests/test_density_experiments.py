@@ -192,6 +192,53 @@ def test_command_line_writes_the_run_as_json(tmp_path):
     assert all(math.isfinite(v) for values in numbers(results).values() for v in values)
 
 
+def test_a_run_over_leading_sizes_repeats_the_first_models_of_the_run_over_all(tmp_path):
+    """Splitting Fig. 4's sizes over runs: a run over a leading part of the sizes gives, bit for bit, the
+    models that the run over all sizes trains first (same job order, hence the same seeds)."""
+    small = {**TINY, "sizes": (1, 2)}
+    both = density.run("quick", out=str(tmp_path / "both"), parts=("kl",), verbose=False, **small)
+    first = density.run("quick", out=str(tmp_path / "first"), parts=("kl",), verbose=False, **{**small, "sizes": (1,)})
+    for kind in ("nf", "cnf"):
+        a, b = (r["density_matching"]["u1"][kind]["1"] for r in (both, first))
+        assert (a["kl"], a["kl_se"], a["final_loss"]) == (b["kl"], b["kl_se"], b["final_loss"])
+        sa = torch.load(tmp_path / "both" / "checkpoints" / f"kl-u1-{kind}-1.pt", weights_only=True)["model"]
+        sb = torch.load(tmp_path / "first" / "checkpoints" / f"kl-u1-{kind}-1.pt", weights_only=True)["model"]
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _record(status, fig4=(), fig5=()):
+    """A recorded run holding both Fig. 4 models at each (target, size) of fig4 and Fig. 5 on fig5."""
+    kl = {}
+    for target, size in fig4:
+        slot = kl.setdefault(target, {"nf": {}, "cnf": {}})
+        for kind in ("nf", "cnf"):
+            slot[kind][str(size)] = {"params": 5 * size, "kl": 0.1, "kl_se": 0.01}
+    ml = {name: {"entropy": 1.0, "nf": {"0": {"params": 5, "test_nll": 1.1}}, "cnf": {"0": {"params": 5, "test_nll": 1.05}}}
+          for name in fig5}
+    return pathlib.Path("results/x/results.json"), {"status": status, "density_matching": kl, "maximum_likelihood": ml}
+
+
+def test_still_to_run_lists_the_missing_pieces_as_commands_that_cover_them():
+    full = density.PRESETS["full"]
+    assert [what for what, _ in density.still_to_run([])] == [
+        "Fig. 4 on u1, u2, u3, u4", "Fig. 5 on two_circles", "Fig. 5 on two_moons"]
+    recorded = [_record("complete", [("u1", s) for s in (1, 2, 8)], ["two_moons"]),
+                _record("complete", [("u1", s) for s in (32, 64)] + [("u2", s) for s in (1, 2, 8)]),
+                _record("incomplete", [("u3", s) for s in full.sizes], ["two_circles"])]   # incomplete: not counted
+    todo = density.still_to_run(recorded)
+    assert [what for what, _ in todo] == ["Fig. 4 on u2, K = M = 32, 64", "Fig. 4 on u3, u4", "Fig. 5 on two_circles"]
+    # Each command, parsed by the command line, asks for exactly the missing targets, sizes and data sets.
+    from nodelib.experiments.__main__ import parser
+    asked = []
+    for _, command in todo:
+        args = parser().parse_args(command.split()[3:])
+        assert args.preset == "full" and args.out.startswith("results/density-full-")
+        asked.append((args.parts, args.targets, args.sizes, args.datasets))
+    assert asked == [("kl", "u2", "32,64", None), ("kl", "u3,u4", None, None), ("ml", None, None, "two_circles")]
+    done = [_record("complete", [(t, s) for t in full.targets for s in full.sizes], full.datasets)]
+    assert density.still_to_run(done) == []
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="preset"):
         density.get_preset("huge")

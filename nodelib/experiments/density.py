@@ -45,7 +45,8 @@ from .measure import count_parameters
 from .runs import default_dtype, log, pick_device, provenance, replace_preset
 
 __all__ = ["DensityPreset", "PRESETS", "PAPER", "get_preset", "matched_nf_layers", "build_nf", "build_cnf",
-           "evaluation_copy", "kl_estimate", "heldout_nll", "run", "kl_table", "ml_table", "plot_density_matching",
+           "evaluation_copy", "kl_estimate", "heldout_nll", "run", "kl_table", "ml_table", "still_to_run",
+           "plot_density_matching",
            "plot_maximum_likelihood", "save_figures"]
 
 PARTS = ("kl", "ml")
@@ -498,6 +499,39 @@ def ml_table(results: dict) -> list:
                      "cnf_params": slot["cnf"][str(repeats[0])]["params"], "nf_nll": nf, "cnf_nll": cnf,
                      "nf_mean": sum(nf) / len(nf), "cnf_mean": sum(cnf) / len(cnf)})
     return rows
+
+
+def still_to_run(recorded: Sequence[Tuple[pathlib.Path, dict]]) -> list:
+    """What the full preset covers and no complete recorded run does, as ``(what, command)`` pairs.
+
+    ``recorded`` is :func:`nodelib.experiments.runs.recorded_results`'s list for ``"cnf-vs-nf"``. A
+    Fig. 4 target counts as done at a size ``K = M`` when a complete run holds both of its models
+    there (runs over different sizes of one target add up); a Fig. 5 data set when a complete run
+    holds it. Targets missing the same sizes share one command; an empty list means nothing is missing.
+    """
+    full = PRESETS["full"]
+    complete = [r for _, r in recorded if r.get("status") == "complete"]
+    done4 = {(row["target"], row["size"]) for r in complete for row in kl_table(r)}
+    done5 = {row["dataset"] for r in complete for row in ml_table(r)}
+    groups: Dict[tuple, list] = {}
+    for target in full.targets:
+        missing = tuple(s for s in full.sizes if (target, s) not in done4)
+        if missing:
+            groups.setdefault(missing, []).append(target)
+    todo = []
+    for missing, targets in groups.items():
+        every = missing == full.sizes
+        command = f"python -m nodelib.experiments density --preset full --parts kl --targets {','.join(targets)}"
+        if not every:
+            command += f" --sizes {','.join(map(str, missing))}"
+        folder = "-".join(targets) + ("" if every else "-" + "-".join(map(str, missing)))
+        what = f"Fig. 4 on {', '.join(targets)}" + ("" if every else f", K = M = {', '.join(map(str, missing))}")
+        todo.append((what, f"{command} --out results/density-full-kl-{folder}"))
+    for name in full.datasets:
+        if name not in done5:
+            todo.append((f"Fig. 5 on {name}", f"python -m nodelib.experiments density --preset full --parts ml "
+                                              f"--datasets {name} --out results/density-full-{name.split('_')[-1]}"))
+    return todo
 
 
 def _panel(ax, title: str) -> None:
