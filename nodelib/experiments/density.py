@@ -46,8 +46,7 @@ from .runs import default_dtype, log, pick_device, provenance, replace_preset
 
 __all__ = ["DensityPreset", "PRESETS", "PAPER", "get_preset", "matched_nf_layers", "build_nf", "build_cnf",
            "evaluation_copy", "kl_estimate", "heldout_nll", "run", "kl_table", "ml_table", "still_to_run",
-           "plot_density_matching",
-           "plot_maximum_likelihood", "save_figures"]
+           "plot_density_matching", "plot_maximum_likelihood", "save_figures"]
 
 PARTS = ("kl", "ml")
 
