@@ -148,7 +148,8 @@ def test_paired_nll_differences_against_the_models_log_densities(tmp_path):
                                   return_models=True, verbose=False, **small)
     slot = results["maximum_likelihood"]["two_moons"]
     assert sorted(slot["paired"]) == ["cnf-r0 - nf-r0", "cnf-r0 - nf-r1", "cnf-r1 - nf-r0", "cnf-r1 - nf-r1"]
-    test = toy2d.sample("two_moons", small["n_test"], seed=2)
+    device = next(models[("ml", "two_moons", "cnf", 0)].parameters()).device    # CUDA where there is one
+    test = toy2d.sample("two_moons", small["n_test"], seed=2).to(device)
     eval_tol = density.get_preset("quick").eval_tol
     for i in range(2):
         cnf = models[("ml", "two_moons", "cnf", i)]
@@ -184,6 +185,7 @@ def test_command_line_writes_the_run_as_json(tmp_path):
     for key in ("device", "torch", "date", "wall_time_s", "command"):
         assert results["provenance"][key] is not None, key
     assert results["provenance"]["command"].startswith("python -m nodelib.experiments density")
+    assert results["provenance"]["device"] == "cpu"            # by default even where CUDA exists (density.run)
     assert sorted(p.name for p in out.glob("*.png")) == ["fig4-u1.png", "fig5.png"]
     # The same configuration in-process gives the same numbers.
     same = density.run("quick", sizes=(1,), datasets=("two_moons",), kl_iterations_nf=3, kl_iterations_cnf=3, ml_iterations=3, verbose=False,

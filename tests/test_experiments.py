@@ -177,14 +177,15 @@ TINY = dict(channels=4, train_limit=96, batch_size=32, epochs=3, threads=1)
 
 def test_resume_is_bit_identical(tmp_path):
     """A run stopped by its time budget after one epoch and started again ends exactly where an
-    uninterrupted run ends: weights, optimizer state, history and test error."""
+    uninterrupted run ends: weights, optimizer state, history and test error. On the CPU: GPU
+    convolutions are not bitwise deterministic (run_mnist's docstring)."""
     models = ["resnet", "odenet"]
-    whole = run_mnist("quick", out=str(tmp_path / "whole"), models=models, **TINY)
-    first = run_mnist("quick", out=str(tmp_path / "parts"), models=models, budget_s=0.0, **TINY)
+    whole = run_mnist("quick", out=str(tmp_path / "whole"), models=models, device="cpu", **TINY)
+    first = run_mnist("quick", out=str(tmp_path / "parts"), models=models, budget_s=0.0, device="cpu", **TINY)
     assert first["status"] == "incomplete" and first["models"]["resnet"] == {"epochs_done": 1}
     on_disk = json.loads((tmp_path / "parts" / "results.json").read_text())
     assert on_disk["status"] == "incomplete"
-    second = run_mnist("quick", out=str(tmp_path / "parts"), models=models, **TINY)
+    second = run_mnist("quick", out=str(tmp_path / "parts"), models=models, device="cpu", **TINY)
     assert second["status"] == "complete"
     for kind in models:
         a = torch.load(tmp_path / "whole" / "checkpoints" / f"{kind}.pt", weights_only=True)
@@ -216,7 +217,8 @@ def test_command_line_reproduces_a_quick_run(tmp_path):
     assert results["models_requested"] == ["mlp", "rknet"] and list(results["models"]) == ["mlp", "rknet"]
     prov = results["provenance"]
     assert prov["torch"] == torch.__version__ and prov["nodelib"] == nodelib.__version__
-    assert prov["command"].startswith("python -m nodelib.experiments mnist") and prov["device"] == "cpu"
+    assert prov["command"].startswith("python -m nodelib.experiments mnist")
+    assert prov["device"] == ("cuda" if torch.cuda.is_available() else "cpu")          # chosen automatically
     assert results["models"]["rknet"]["nfe_forward"] == 4 * get_preset("quick").rk_steps
     assert results["models"]["rknet"]["nfe_backward"] is None and results["models"]["mlp"]["nfe_forward"] is None
     same = run_mnist("quick", models=["mlp", "rknet"], epochs=2, train_limit=96, threads=1, seed=3)

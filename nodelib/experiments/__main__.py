@@ -1,6 +1,6 @@
 """``python -m nodelib.experiments``: the paper's experiments from the command line.
 
-Example (a quick CPU run, then the paper's scale on a GPU)::
+Example (a quick CPU run, then the paper's scale: Table 1 on a GPU where there is one, Figs. 4-5 on the CPU)::
 
     python -m nodelib.experiments mnist --preset quick --out results/mnist-quick
     python -m nodelib.experiments mnist --preset full --dataset mnist --out results/mnist-full
@@ -65,7 +65,8 @@ def parser() -> argparse.ArgumentParser:
                    help="comma-separated data sets for Fig. 5 (two_circles,two_moons)")
     d.add_argument("--iterations", type=int, default=None,
                    help="override every fit's number of iterations (smoke runs)")
-    d.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    d.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu, which trains these 2D "
+                   "flows faster than a GPU: benchmarks/README.md)")
     d.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (1 is fastest for quick)")
     d.add_argument("--budget-s", type=float, default=None,
                    help="stop after a checkpoint once this many seconds have passed (rerun to resume)")

@@ -15,8 +15,9 @@ Two experiments, one code path at two scales:
   ``K = round(P / (2n + 1))`` layers for a CNF of ``P`` parameters (:func:`matched_nf_layers`). The
   score is the test negative log-likelihood on fresh samples, beside the data's entropy.
 
-Presets: ``"quick"`` (CPU, a minute, the chapter runs it live) and ``"full"`` (the paper's sizes
-``K, M ∈ {1, 2, 8, 32, 64}`` and its 10,000 Adam iterations for the CNF, for a GPU). :func:`run`
+Presets: ``"quick"`` (a minute, the chapter runs it live) and ``"full"`` (the paper's sizes
+``K, M ∈ {1, 2, 8, 32, 64}`` and its 10,000 Adam iterations for the CNF; hours). Both run on the CPU
+unless told otherwise, because a GPU trains these small 2D flows more slowly (:func:`run`). :func:`run`
 prints plain-text progress, checkpoints every model (an interrupted run resumes when started again
 with the same output folder) and writes ``results.json`` atomically after every model, with
 provenance. The command line ``python -m nodelib.experiments density`` calls it.
@@ -350,7 +351,10 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
     Args:
         preset: ``"quick"`` or ``"full"``.
         out: folder for ``results.json`` and ``checkpoints/``; ``None`` keeps nothing on disk.
-        device: ``"cpu"``, ``"cuda"``, ...; default CUDA when available.
+        device: ``"cpu"``, ``"cuda"``, ...; default the CPU, even where CUDA is available: these 2D fits
+            are too small for a GPU (``benchmarks/devices.py``: on an H200 a training iteration of the
+            full preset's NF with ``K = 64`` took 2.7 times and of its CNF with ``M = 64`` 1.8 times as
+            long as on two CPU threads).
         parts: ``"kl"`` (Fig. 4, density matching) and/or ``"ml"`` (Fig. 5, maximum likelihood).
         budget_s: stop (after a checkpoint) once this many seconds have passed; the results are then
             marked ``"incomplete"`` and running the same call again resumes.
@@ -372,7 +376,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
     parts = tuple(parts)
     if not parts or any(p not in PARTS for p in parts):
         raise ValueError(f"parts={parts!r} must be a non-empty selection from {PARTS}.")
-    dev = pick_device(device)
+    dev = pick_device(device, prefer_cuda=False)
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive int, got {threads!r}.")

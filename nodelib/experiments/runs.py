@@ -17,29 +17,23 @@ import sys
 from typing import Any, Optional, Union
 
 import torch
+import torchdiffeq
+
+import nodelib
 
 __all__ = ["pick_device", "provenance", "log", "default_dtype", "replace_preset", "recorded_results"]
 
 PathLike = Union[str, os.PathLike]
 
 
-def pick_device(device: Optional[str] = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else the CPU."""
+def pick_device(device: Optional[str] = None, *, prefer_cuda: bool = True) -> torch.device:
+    """``device`` if given; else CUDA when available and ``prefer_cuda``; else the CPU."""
     if device is not None:
         try:
             return torch.device(device)
         except RuntimeError as err:
             raise ValueError(f"device={device!r} is not a valid torch device ('cpu', 'cuda', 'cuda:1').") from err
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _version(package: str) -> Optional[str]:
-    from importlib import metadata
-
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
+    return torch.device("cuda" if prefer_cuda and torch.cuda.is_available() else "cpu")
 
 
 def _cpu_name() -> str:
@@ -70,8 +64,8 @@ def provenance(device: torch.device, **extra: Any) -> dict:
         "cpu_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchdiffeq": _version("torchdiffeq"),
-        "nodelib": _version("nodelib"),
+        "torchdiffeq": torchdiffeq.__version__,
+        "nodelib": nodelib.__version__,  # also where nodelib is used from a checkout, not installed
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "platform": platform.platform(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
