@@ -229,11 +229,11 @@ def test_command_line_reproduces_a_quick_run(tmp_path):
         assert cli["test_error"] == here["test_error"]
         assert cli["history"]["train_loss"] == here["history"]["train_loss"]
     assert other["models"]["mlp"]["history"]["train_loss"] != results["models"]["mlp"]["history"]["train_loss"]
-    # the recorded misclassified images, against the saved model's predictions computed here
-    data = to_tensors(load_images("digits", seed=3), device=torch.device("cpu"))
+    # the recorded misclassified images, against the saved model's predictions computed here (same device)
+    data = to_tensors(load_images("digits", seed=3), device=torch.device(prov["device"]))
     for kind in ("mlp", "rknet"):
         with torch.no_grad():
-            predicted = load_model(str(out), kind)(data.test_x).argmax(dim=1)
+            predicted = load_model(str(out), kind, device=prov["device"])(data.test_x).argmax(dim=1)
         wrong = torch.nonzero(predicted != data.test_y).flatten().tolist()
         assert results["models"][kind]["test_wrong"] == wrong and len(wrong) > 0
         assert results["models"][kind]["test_error"] == len(wrong) / len(data.test_y)
