@@ -148,7 +148,7 @@ def test_paired_nll_differences_against_the_models_log_densities(tmp_path):
                                   return_models=True, verbose=False, **small)
     slot = results["maximum_likelihood"]["two_moons"]
     assert sorted(slot["paired"]) == ["cnf-r0 - nf-r0", "cnf-r0 - nf-r1", "cnf-r1 - nf-r0", "cnf-r1 - nf-r1"]
-    device = next(models[("ml", "two_moons", "cnf", 0)].parameters()).device    # CUDA where there is one
+    device = next(models[("ml", "two_moons", "cnf", 0)].parameters()).device    # the run's device
     test = toy2d.sample("two_moons", small["n_test"], seed=2).to(device)
     eval_tol = density.get_preset("quick").eval_tol
     for i in range(2):
