@@ -257,3 +257,13 @@ def test_bad_arguments():
         density.run("quick", parts=("fig4",))
     with pytest.raises(ValueError, match="params"):
         density.matched_nf_layers(0)
+
+
+def test_a_truncated_results_file_is_named(tmp_path):
+    """A rerun reads the previous results.json: a truncated one gives an error naming it, before any fit."""
+    path = tmp_path / "results.json"
+    path.write_text('{"experiment": "cnf-vs-nf", "config": {')
+    with pytest.raises(ValueError, match="is not valid JSON") as info:
+        density.run("quick", out=str(tmp_path), verbose=False, **TINY)
+    assert str(path) in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]

@@ -8,6 +8,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import urllib.error
 
 import numpy as np
 import pytest
@@ -20,9 +21,11 @@ from nodelib.dynamics import ConvField
 from nodelib.data.images import load_images
 from nodelib.experiments import (MODELS, PAPER_TABLE1, ODEBlock, SolverSettings, build_classifier, count_parameters,
                                  get_preset, memory_against_steps, paired_error_difference, run_mnist)
+from nodelib.experiments import density
+from nodelib.experiments.__main__ import main as command_line
 from nodelib.experiments.mnist import backward_memory, load_model, random_shift, to_tensors
-from nodelib.experiments.runs import recorded_results
-from nodelib.storage import load_checkpoint, write_json_atomic
+from nodelib.experiments.runs import pick_device, recorded_results
+from nodelib.storage import CheckpointError, load_checkpoint, save_checkpoint, write_json_atomic
 
 from fields import rel
 
@@ -274,3 +277,100 @@ def test_recorded_results_reads_the_first_existing_folder(tmp_path):
     assert [r["n"] for _, r in recorded_results("cnf-vs-nf", "quick", folders=folders)] == [2]
     assert [r["n"] for _, r in recorded_results("mnist-table1", folders=folders)] == [3]
     assert recorded_results("other", folders=folders) == []
+
+
+def test_recorded_results_name_a_truncated_file(tmp_path):
+    write_json_atomic(tmp_path / "a-run" / "results.json", {"experiment": "cnf-vs-nf", "preset": "full"})
+    path = tmp_path / "a-run" / "results.json"
+    path.write_text(path.read_text()[:15])
+    with pytest.raises(ValueError, match="is not valid JSON") as info:
+        recorded_results("cnf-vs-nf", folders=(str(tmp_path),))
+    assert str(path) in str(info.value)
+
+
+def test_checkpoints_lacking_a_key_give_checkpoint_error(tmp_path):
+    """load_model and a resumed run check the keys they read: a CheckpointError naming the key, not a KeyError."""
+    out = tmp_path / "run"
+    run_mnist("quick", out=str(out), models=["mlp"], device="cpu", **{**TINY, "epochs": 1})
+    path = out / "checkpoints" / "mlp.pt"
+    state = load_checkpoint(path)
+    save_checkpoint(path, {k: v for k, v in state.items() if k != "optimizer"})
+    with pytest.raises(CheckpointError, match=r"lacks \['optimizer'\]"):
+        run_mnist("quick", out=str(out), models=["mlp"], device="cpu", **{**TINY, "epochs": 1})
+    save_checkpoint(path, {k: v for k, v in state.items() if k != "model"})
+    with pytest.raises(CheckpointError, match=r"lacks \['model'\]"):
+        load_model(str(out), "mlp")
+
+
+#: Command-line options for a run of a second or less: one model, one epoch, 96 images.
+FAST = ["--models", "mlp", "--epochs", "1", "--train-limit", "96", "--threads", "1"]
+
+
+def command_line_error(capsys, argv) -> tuple:
+    """Run the command line in-process; it must stop as ``parser.error`` does: exit code 2, no traceback.
+    Returns its stdout and stderr."""
+    with pytest.raises(SystemExit) as info:
+        command_line(argv)
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("usage: ") and "Traceback" not in err
+    return out, err
+
+
+def test_command_line_reports_invalid_values_as_usage_errors(tmp_path, capsys):
+    out = tmp_path / "out"
+    for option, value, message in (("--epochs", "0", "epochs must be a positive int, got 0"),
+                                   ("--threads", "0", "threads must be a positive int, got 0"),
+                                   ("--train-limit", "5", "train_limit must be an int of at least 10")):
+        argv = ["mnist", "--out", str(out), "--device", "cpu", *FAST, option, value]
+        assert message in command_line_error(capsys, argv)[1]
+    assert not out.exists()
+
+
+def test_command_line_creates_no_root_when_the_data_are_missing(tmp_path, monkeypatch):
+    """MNIST is downloaded into --root only once the mirror answers: an unreachable one leaves no folder."""
+    monkeypatch.setenv("NODELIB_MNIST_MIRROR", (tmp_path / "no-mirror").as_uri())
+    root, out = tmp_path / "new" / "mnist", tmp_path / "out"
+    with pytest.raises(urllib.error.URLError):
+        command_line(["mnist", "--dataset", "mnist", "--root", str(root), "--out", str(out), "--device", "cpu", *FAST])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_cuda_asked_for_without_cuda_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _, err = command_line_error(capsys, ["mnist", "--out", str(tmp_path / "out"), "--device", "cuda", *FAST])
+    assert "device='cuda' needs CUDA, which is not available" in err
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(ValueError, match=f"device='{device}' needs CUDA, which is not available"):
+            pick_device(device)
+    with pytest.raises(ValueError, match="needs CUDA"):
+        density.run("quick", device="cuda")
+    assert pick_device() == pick_device("cpu") == torch.device("cpu")
+
+
+def test_command_line_checks_out_before_loading_data(tmp_path, capsys):
+    """An --out that is a file, or lies under one, is refused at once: nothing is loaded or trained."""
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    for out in (taken, taken / "run"):
+        stdout, err = command_line_error(capsys, ["mnist", "--out", str(out), "--device", "cpu", *FAST])
+        assert f"out='{out}': {taken} is a file, not a folder" in err and stdout == ""
+    assert taken.read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_a_resume_with_other_settings_names_the_changed_fields(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert command_line(["mnist", "--out", out, "--device", "cpu", *FAST]) == 0
+    capsys.readouterr()
+    _, err = command_line_error(capsys, ["mnist", "--out", out, "--device", "cpu", *FAST, "--epochs", "2",
+                                         "--seed", "5"])
+    assert "another configuration (epochs: 1 → 2, seed: 0 → 5); use another --out or the same settings" in err
+    assert "channels" not in err
+
+
+def test_command_line_refuses_root_for_the_digits(tmp_path, capsys):
+    for dataset in ([], ["--dataset", "digits"]):
+        argv = ["mnist", *dataset, "--root", str(tmp_path), "--out", str(tmp_path / "out"), "--device", "cpu", *FAST]
+        _, err = command_line_error(capsys, argv)
+        assert "root=" in err and "'digits' takes none" in err
+    assert list(tmp_path.iterdir()) == []

@@ -26,6 +26,7 @@ Nothing here downloads at import time, and the core of nodelib never imports thi
 from __future__ import annotations
 
 import codecs
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -279,18 +280,26 @@ def load_mnist(root: Optional[PathLike] = None, *, mirror: Optional[str] = None,
     data set, which downloads into ``root`` (when torchvision is installed, as on Colab, and
     ``use_torchvision``); else the missing IDX files are downloaded with :mod:`urllib` from ``mirror``
     (default ``$NODELIB_MNIST_MIRROR`` or :data:`DEFAULT_MNIST_MIRROR`) and checked against their MD5 sums.
+    Where no download succeeds, the folders made for it are removed again (those still empty).
     """
     root = pathlib.Path(root) if root is not None else default_cache_dir() / "mnist"
-    if not _has_idx_files(root) and use_torchvision:
-        data = _mnist_via_torchvision(root)
-        if data is not None:
-            return data
-    mirror = mirror or os.environ.get("NODELIB_MNIST_MIRROR", DEFAULT_MNIST_MIRROR)
-    if not mirror.endswith("/"):
-        mirror += "/"
-    for name, md5 in MNIST_FILES.items():
-        if not (root / name).is_file() and not (root / name[:-3]).is_file():
-            _download(mirror + name, root / name, md5)
+    made = [folder for folder in (root, *root.parents) if not folder.exists()]  # innermost first
+    try:
+        if not _has_idx_files(root) and use_torchvision:
+            data = _mnist_via_torchvision(root)
+            if data is not None:
+                return data
+        mirror = mirror or os.environ.get("NODELIB_MNIST_MIRROR", DEFAULT_MNIST_MIRROR)
+        if not mirror.endswith("/"):
+            mirror += "/"
+        for name, md5 in MNIST_FILES.items():
+            if not (root / name).is_file() and not (root / name[:-3]).is_file():
+                _download(mirror + name, root / name, md5)
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty: keep the files that did arrive
+                folder.rmdir()
+        raise
     return ImageData("mnist", *_read_idx_split(root), 255, f"IDX files in {root}")
 
 

@@ -6,7 +6,8 @@ Example (a quick CPU run, then the paper's scale: Table 1 on a GPU where there i
     python -m nodelib.experiments mnist --preset full --dataset mnist --out results/mnist-full
     python -m nodelib.experiments density --preset full --out results/density-full
 
-Running a command again with the same ``--out`` resumes from the last checkpoint.
+Running a command again with the same ``--out`` resumes from the last checkpoint; with other settings it
+stops and names the ones that changed.
 """
 from __future__ import annotations
 
@@ -101,19 +102,24 @@ def _density(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
-    if args.experiment == "mnist":
-        results = run(args.preset, dataset=args.dataset, out=args.out, models=args.models, device=args.device,
-                      root=args.root, budget_s=args.budget_s, threads=args.threads, epochs=args.epochs,
-                      train_limit=args.train_limit, seed=args.seed)
-        return 0 if results["status"] in ("complete", "incomplete") else 1
-    if args.experiment == "density":
-        try:
+    """Run the experiment named in ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Invalid options, data that are not where ``--root`` says, corrupt checkpoints or results and a
+    rerun with other settings stop the program as :meth:`argparse.ArgumentParser.error` does: the
+    message on stderr and exit code 2.
+    """
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        if args.experiment == "mnist":
+            results = run(args.preset, dataset=args.dataset, out=args.out, models=args.models, device=args.device,
+                          root=args.root, budget_s=args.budget_s, threads=args.threads, epochs=args.epochs,
+                          train_limit=args.train_limit, seed=args.seed)
+        else:
             results = _density(args)
-        except ValueError as err:
-            parser().error(str(err))
-        return 0 if results["status"] in ("complete", "incomplete") else 1
-    return 2
+    except (ValueError, FileNotFoundError) as err:
+        p.error(str(err))
+    return 0 if results["status"] in ("complete", "incomplete") else 1
 
 
 if __name__ == "__main__":

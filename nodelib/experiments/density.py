@@ -25,7 +25,6 @@ provenance. The command line ``python -m nodelib.experiments density`` calls it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 import time
@@ -41,7 +40,7 @@ from ..flows import PlanarFlow
 from ..reproducibility import seed_everything
 from ..solve import SolveStats
 from ..training import FitHistory, fit_density, fit_kl
-from ..storage import write_json_atomic
+from ..storage import read_json, write_json_atomic
 from .measure import count_parameters
 from .runs import default_dtype, log, pick_device, provenance, replace_preset
 
@@ -386,7 +385,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
                "config": _plain(cfg), "paper": {k: list(v) if isinstance(v, tuple) else v for k, v in PAPER.items()},
                "density_matching": {}, "maximum_likelihood": {}, "provenance": None}
     if out_dir is not None and (out_dir / "results.json").is_file():
-        previous = json.loads((out_dir / "results.json").read_text())
+        previous = read_json(out_dir / "results.json")
         if previous.get("config") != results["config"]:
             raise ValueError(f"{out_dir} holds a run with another configuration; use another --out or the same "
                              f"options (previous config: {previous.get('config')}).")

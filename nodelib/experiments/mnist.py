@@ -31,7 +31,7 @@ from ..reproducibility import seed_everything
 from ..storage import load_checkpoint, save_checkpoint, write_json_atomic
 from .classifiers import MODELS, ODEBlock, SolverSettings, build_classifier
 from .measure import count_parameters
-from .runs import default_dtype, log, pick_device, provenance, replace_preset
+from .runs import check_out_folder, default_dtype, log, pick_device, provenance, replace_preset
 
 __all__ = ["Preset", "PRESETS", "get_preset", "TensorData", "to_tensors", "random_shift", "ModelRun",
            "train_model", "load_model", "evaluate", "backward_memory", "memory_against_steps", "run", "PAPER_TABLE1"]
@@ -271,9 +271,14 @@ def memory_against_steps(steps: Sequence[int], *, channels: int, image_size: int
 
 
 def load_model(out: str, kind: str, *, device: Optional[str] = None) -> nn.Module:
-    """The model ``kind`` as trained by :func:`run` into the folder ``out`` (its last checkpoint)."""
+    """The model ``kind`` as trained by :func:`run` into the folder ``out`` (its last checkpoint).
+
+    Raises:
+        FileNotFoundError: ``out`` holds no checkpoint of ``kind``.
+        CheckpointError: the checkpoint is corrupt or lacks a key that is read here.
+    """
     out_dir = pathlib.Path(out)
-    state = load_checkpoint(out_dir / "checkpoints" / f"{kind}.pt")
+    state = load_checkpoint(out_dir / "checkpoints" / f"{kind}.pt", keys=("preset", "image_size", "model"))
     if state is None:
         raise FileNotFoundError(f"out={str(out)!r} holds no checkpoint of kind={kind!r}; run the experiment first.")
     cfg = state["preset"]
@@ -332,11 +337,15 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
     history = {"epoch": [], "lr": [], "train_loss": [], "test_error": [], "epoch_time_s": [],
                "nfe_forward": [], "nfe_backward": [], "nfe_forward_iter": [], "nfe_backward_iter": []}
     start_epoch, train_time = 0, 0.0
-    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    state = None if checkpoint is None else load_checkpoint(checkpoint, keys=(
+        "preset", "model", "optimizer", "generator", "history", "epoch", "train_time_s"))
     if state is not None:
-        if state["preset"] != _plain(preset):
-            raise ValueError(f"checkpoint {checkpoint} was made with another configuration "
-                             f"({state['preset']}); use another output folder or the same options.")
+        old, new = state["preset"], _plain(preset)
+        if old != new:
+            changes = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in {**old, **new}
+                                if old.get(k) != new.get(k))
+            raise ValueError(f"checkpoint {checkpoint} was made with another configuration ({changes}); "
+                             f"use another --out or the same settings.")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
@@ -426,7 +435,7 @@ def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[s
             (no resume).
         models: which of :data:`~nodelib.experiments.classifiers.MODELS` to train, in order.
         device: ``"cpu"``, ``"cuda"``, ...; default CUDA when available.
-        root: folder of the data set's files (MNIST, Fashion-MNIST).
+        root: folder of the data set's files (MNIST, Fashion-MNIST; the other data sets take none).
         budget_s: stop after the epoch during which this many seconds have passed; the results are
             then marked ``"incomplete"`` and running the same call again resumes.
         threads: PyTorch's CPU thread count (one is fastest for the quick preset's small tensors).
@@ -436,6 +445,11 @@ def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[s
     A rerun with the same ``out`` reloads finished models from their checkpoints and resumes the
     unfinished one. The provenance's ``wall_time_s`` is then this call's; each model's
     ``train_time_s`` adds up its training epochs over all calls (evaluation not included).
+
+    Raises:
+        ValueError: an invalid argument (checked before any data are loaded: ``out`` must be a folder
+            that can be written, ``root`` is only for ``"mnist"`` and ``"fashion"``), or a checkpoint in
+            ``out`` made with other settings; :class:`~nodelib.storage.CheckpointError` for a corrupt one.
     """
     started = time.monotonic()
     deadline = None if budget_s is None else started + budget_s
@@ -443,14 +457,17 @@ def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[s
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise ValueError(f"models={list(models)!r} must be a non-empty selection from {MODELS}.")
+    if root is not None and cfg.dataset not in ("mnist", "fashion"):
+        raise ValueError(f"root={str(root)!r} is for the data sets read from files (mnist, fashion); "
+                         f"dataset={cfg.dataset!r} takes none (it ships with a Python package).")
     dev = pick_device(device)
     if threads is not None:
         if not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive int, got {threads!r}.")
         torch.set_num_threads(threads)
+    out_dir = check_out_folder(out) if out is not None else None
     images = load_images(cfg.dataset, root=root, seed=cfg.seed)
     data = to_tensors(images, device=dev, dtype=cfg.torch_dtype, train_limit=cfg.train_limit)
-    out_dir = pathlib.Path(out) if out is not None else None
     log(f"Table 1 experiment: preset {cfg.name}, data {data.name} ({len(data.train_y)} train / "
         f"{len(data.test_y)} test images of {data.image_size}x{data.image_size}), device {dev}, models {list(models)}")
     results = {"experiment": "mnist-table1", "preset": cfg.name, "dataset": cfg.dataset, "status": "running",

@@ -9,31 +9,63 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import json
 import os
 import pathlib
 import platform
 import sys
+import tempfile
 from typing import Any, Optional, Union
 
 import torch
 import torchdiffeq
 
 import nodelib
+from ..storage import read_json
 
-__all__ = ["pick_device", "provenance", "log", "default_dtype", "replace_preset", "recorded_results"]
+__all__ = ["pick_device", "check_out_folder", "provenance", "log", "default_dtype", "replace_preset",
+           "recorded_results"]
 
 PathLike = Union[str, os.PathLike]
 
 
 def pick_device(device: Optional[str] = None, *, prefer_cuda: bool = True) -> torch.device:
-    """``device`` if given; else CUDA when available and ``prefer_cuda``; else the CPU."""
+    """``device`` if given; else CUDA when available and ``prefer_cuda``; else the CPU.
+
+    Raises:
+        ValueError: ``device`` is not a torch device, or is a CUDA device where CUDA is not available.
+    """
     if device is not None:
         try:
-            return torch.device(device)
+            chosen = torch.device(device)
         except RuntimeError as err:
             raise ValueError(f"device={device!r} is not a valid torch device ('cpu', 'cuda', 'cuda:1').") from err
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} needs CUDA, which is not available here "
+                             f"(torch {torch.__version__}); use device='cpu' (--device cpu) or leave it out.")
+        return chosen
     return torch.device("cuda" if prefer_cuda and torch.cuda.is_available() else "cpu")
+
+
+def check_out_folder(out: PathLike) -> pathlib.Path:
+    """``out`` as a path, once it is clear that a run can write there; nothing is created.
+
+    ``out`` must be a folder that accepts a new file, or not exist yet below such a folder (the
+    folders in between are created when the run first writes).
+
+    Raises:
+        ValueError: ``out`` or a folder above it is a file, or the folder cannot be written.
+    """
+    path = pathlib.Path(out)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"out={str(out)!r}: {existing} is a file, not a folder; pass another --out (out=).")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError(f"out={str(out)!r}: the folder {existing} cannot be written ({err.strerror}); "
+                         f"pass another --out (out=).") from None
+    return path
 
 
 def _cpu_name() -> str:
@@ -121,5 +153,5 @@ def recorded_results(experiment: str, preset: str = "full",
     if folder is None:
         return None
     paths = sorted(folder.glob("*/results.json")) + sorted(folder.glob("*.json"))
-    found = [(path, json.loads(path.read_text())) for path in paths]
+    found = [(path, read_json(path)) for path in paths]
     return [(path, r) for path, r in found if r.get("experiment") == experiment and r.get("preset") == preset]
