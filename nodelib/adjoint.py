@@ -21,14 +21,17 @@ one evaluation of ``f`` per observation time instead of a fourth block ``a_t`` i
 """
 from __future__ import annotations
 
+import inspect
+import math
 import warnings
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from .solve import (GuardedField, SolveStats, SolverConfig, check_fixed_grid_length, check_func,
-                    check_params, check_solver, check_state, check_times, solve)
+from ._state import TupleState
+from .solve import (GuardedField, SolveStats, SolverConfig, _tuple_norm, check_fixed_grid_length, check_func,
+                    check_output, check_params, check_solver, check_state, check_times, solve)
 
 __all__ = ["odeint_adjoint", "AugmentedDynamics"]
 
@@ -44,6 +47,7 @@ def _field_and_vjp(func: Callable, t: Tensor, z: Tensor, a: Tensor, params: tupl
     with torch.enable_grad():
         z = z.detach().requires_grad_(True)
         fz = func(t, z)
+        check_output(fz, z, "func")
         vjps = torch.autograd.grad(fz, (z,) + params, -a, allow_unused=True, create_graph=create_graph)
     return fz, tuple(torch.zeros_like(x) if g is None else g for g, x in zip(vjps, (z,) + params)), z
 
@@ -114,30 +118,61 @@ class AugmentedDynamics:
         return torch.cat([fz.reshape(-1)] + [g.reshape(-1) for g in vjps])
 
 
-def _make_norm(norm: Norm, n: int) -> Callable[[Tensor], Tensor]:
+def _norm_form(norm: Callable) -> str:
+    """``"blocks"`` for nodelib's ``norm(e_z, e_a, e_θ)``, ``"tuple"`` for torchdiffeq's ``norm(tensors)``."""
+    try:
+        signature = inspect.signature(norm)
+    except (TypeError, ValueError):  # (a builtin without a signature: take torchdiffeq's convention)
+        return "tuple"
+
+    def takes(*args) -> bool:
+        try:
+            signature.bind(*args)
+            return True
+        except TypeError:
+            return False
+
+    one, three = takes(0), takes(0, 0, 0)
+    if one != three:
+        return "tuple" if one else "blocks"
+    raise ValueError(f"adjoint_options['norm'] must take either one argument (torchdiffeq's convention: a tuple "
+                     f"(a_t, *y, *a_y, *a_params) of tensors) or three (nodelib's: the blocks z, a_z, a_theta of "
+                     f"the error estimate); {norm!r} takes {'both' if one else 'neither'}.")
+
+
+def _make_norm(norm: Norm, state_shapes: Sequence[torch.Size], param_shapes: Sequence[torch.Size]
+               ) -> Callable[[Tensor], Tensor]:
     """Error norm of the backward solve over the blocks (z, a_z, a_θ) of the flat state.
 
     The default takes the largest RMS of the three blocks (as torchdiffeq does); ``"seminorm"``
     leaves ``a_θ`` out of error control (Kidger et al. 2021): ``a_θ`` never feeds back into the
-    dynamics, so its error does not compound and need not shrink the step.
+    dynamics, so its error does not compound and need not shrink the step. A callable takes either
+    the three blocks or, as in torchdiffeq, one tuple ``(a_t, *y, *a_y, *a_θ)`` of tensors shaped
+    like the state's elements and the parameters (``a_t``, the time block that nodelib does not
+    integrate, is a zero).
     """
+    n = sum(math.prod(shape) for shape in state_shapes)
     if norm is None or norm == "mixed":
         return lambda e: torch.stack([_rms(e[:n]), _rms(e[n:2 * n]), _rms(e[2 * n:])]).max()
     if norm == "seminorm":
         return lambda e: torch.maximum(_rms(e[:n]), _rms(e[n:2 * n]))
     if callable(norm):
-        return lambda e: norm(e[:n], e[n:2 * n], e[2 * n:])
-    raise ValueError(f"adjoint_options['norm'] must be 'mixed', 'seminorm' or a callable taking the blocks "
-                     f"(z, a_z, a_theta), got {norm!r}.")
+        if _norm_form(norm) == "blocks":
+            return lambda e: norm(e[:n], e[n:2 * n], e[2 * n:])
+        state, params = TupleState.from_shapes(state_shapes), TupleState.from_shapes(param_shapes)
+        return lambda e: norm((e.new_zeros(()), *state.split(e[:n]), *state.split(e[n:2 * n]),
+                               *params.split(e[2 * n:])))
+    raise ValueError(f"adjoint_options['norm'] must be 'mixed', 'seminorm' or a callable, got {norm!r}.")
 
 
 class _AdjointProblem:
     """Everything the autograd function needs besides its tensor inputs."""
 
-    def __init__(self, func, params, forward: SolverConfig, backward: SolverConfig, backward_norm: Norm,
-                 grid: Tensor, stats: Optional[SolveStats]):
+    def __init__(self, func, params, state_shapes: List[torch.Size], forward: SolverConfig, backward: SolverConfig,
+                 backward_norm: Norm, grid: Tensor, stats: Optional[SolveStats]):
         self.func = func
         self.params = params
+        self.state_shapes = state_shapes
         self.forward = forward
         self.backward = backward
         self.backward_norm = backward_norm
@@ -156,7 +191,7 @@ class _AdjointSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, problem: _AdjointProblem, y0: Tensor, t: Tensor, *params: Tensor) -> Tensor:
-        field = GuardedField(problem.func, problem.forward, check_against=y0)
+        field = GuardedField(problem.func, problem.forward)
         with torch.no_grad():
             states = solve(field, y0, problem.grid, problem.forward)
         problem.count(field, "forward")
@@ -172,11 +207,14 @@ class _AdjointSolve(torch.autograd.Function):
         t, states = ctx.saved_tensors
         grid, params = problem.grid, problem.params
         differentiable = torch.is_grad_enabled()
-        shape = states.shape[1:]
-        n = shape.numel()
-        dynamics = AugmentedDynamics(problem.func, params, shape, differentiable=differentiable)
         config = problem.backward
-        norm = _make_norm(problem.backward_norm, n)
+        if differentiable and config.scipy:
+            raise RuntimeError("odeint_adjoint: second derivatives (create_graph=True) record the backward solve, "
+                               "but adjoint_method='scipy_solver' runs outside autograd; pick a torchdiffeq method "
+                               "for the backward solve (adjoint_method=...).")
+        shape = states.shape[1:]
+        dynamics = AugmentedDynamics(problem.func, params, shape, differentiable=differentiable)
+        norm = _make_norm(problem.backward_norm, problem.state_shapes, [p.shape for p in params])
         field = GuardedField(dynamics, config, what="adjoint backward solve")
         carry_step = config.adaptive and "first_step" not in config.options
         obs = _observation_mask(grid, t)
@@ -213,7 +251,7 @@ class _AdjointSolve(torch.autograd.Function):
             if differentiable:
                 warnings.warn("odeint_adjoint: second derivatives involving t are not computed; the time "
                               "gradient is returned, but it is treated as constant in t.", stacklevel=2)
-            time_grads = torch.stack(time_grads)
+            time_grads = torch.stack(time_grads).to(t.dtype)
         problem.count(field, "backward")
 
         param_grads, offset = [], 0
@@ -224,8 +262,11 @@ class _AdjointSolve(torch.autograd.Function):
 
 
 def _eval(func: Callable, t: Tensor, z: Tensor, field: GuardedField) -> Tensor:
+    """``func`` at one time, which it receives in the state's dtype (counted as a backward evaluation)."""
     field.nfe += 1
-    return func(t, z)
+    out = func(t.to(z.dtype), z)
+    check_output(out, z, "func")
+    return out
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -259,29 +300,36 @@ def _time_grid(t: Tensor, checkpoints: int, config: SolverConfig) -> Tensor:
     return grid if bool(t[1] > t[0]) else grid.flip(0)
 
 
-def odeint_adjoint(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *, rtol: float = 1e-7,
+def odeint_adjoint(func: Callable, y0: Union[Tensor, Tuple[Tensor, ...]], t: Tensor, *, rtol: float = 1e-7,
                    atol: float = 1e-9, method: Optional[str] = None, options: Optional[dict] = None,
                    adjoint_rtol: Optional[float] = None, adjoint_atol: Optional[float] = None,
                    adjoint_method: Optional[str] = None, adjoint_options: Optional[dict] = None,
-                   adjoint_params: Optional[Sequence[Tensor]] = None, checkpoints: int = 0,
-                   stats: Optional[SolveStats] = None) -> Tensor:
+                   adjoint_params: Union[Tensor, Sequence[Tensor], None] = None, checkpoints: int = 0,
+                   stats: Optional[SolveStats] = None) -> Union[Tensor, Tuple[Tensor, ...]]:
     """Solve ``dy/dt = func(t, y)`` and differentiate by the adjoint method (Theorem 1).
 
     Same calling convention as ``torchdiffeq.odeint_adjoint``, so the two swap in one line;
     ``torchdiffeq.odeint`` is the black-box solver of both the forward and the backward solve.
+    ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``, ...) are not supported and raise an
+    error: batch with a leading dimension of ``y0`` and differentiate with ``torch.autograd``.
 
     Args:
         func: the vector field ``f(t, y)``; an ``nn.Module`` unless ``adjoint_params`` is given.
-        y0: initial state of any shape (batches are leading dimensions), float32 or float64.
-        t: 1-D, strictly increasing or decreasing observation times, ``y0``'s dtype and device.
-            If ``t.requires_grad``, gradients with respect to the times are returned
-            (eq. :eq:`time-gradients`).
+        y0: initial state, a tensor of any shape (batches are leading dimensions), float32 or
+            float64, or a tuple of tensors of one dtype and device (torchdiffeq's tuple states:
+            ``func`` then takes and returns tuples, and the result is a tuple).
+        t: 1-D, strictly increasing or decreasing observation times on ``y0``'s device, of its dtype
+            or a more precise one. If ``t.requires_grad``, gradients with respect to the times are
+            returned (eq. :eq:`time-gradients`), in ``t``'s dtype.
         rtol, atol, method, options: the forward solve (see :func:`nodelib.odeint`).
         adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options: the backward solve; default to
             the forward's (``adjoint_options``, when given, replaces ``options``: a fixed-grid
             backward method then needs its own ``step_size``). ``adjoint_options["norm"]`` may be
-            ``"seminorm"`` (Kidger et al. 2021), for adaptive methods.
-        adjoint_params: tensors to differentiate with respect to; default ``func.parameters()``.
+            ``"seminorm"`` (Kidger et al. 2021), for adaptive methods, or a callable: either
+            torchdiffeq's, taking one tuple ``(a_t, *y, *a_y, *a_θ)``, or nodelib's, taking the
+            three blocks ``(z, a_z, a_θ)`` of the error estimate.
+        adjoint_params: the tensors to differentiate with respect to (a sequence, or one tensor);
+            default ``func.parameters()``.
         checkpoints: number of extra times, equally spaced (on a fixed grid: moved to the nearest
             grid point inside the interval, duplicates merged), at which the forward state is stored;
             the backward solve restarts its reconstruction of ``z`` from each of them, which bounds
@@ -289,21 +337,49 @@ def odeint_adjoint(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
         stats: a :class:`~nodelib.SolveStats` to which forward and backward counts are added.
 
     Returns:
-        A tensor of shape ``(len(t), *y0.shape)``, differentiable with respect to ``y0``, ``t`` and
-        the parameters, also twice (``create_graph=True``: the backward solve is then recorded).
+        A tensor of shape ``(len(t), *y0.shape)`` (a tuple of them for a tuple state),
+        differentiable with respect to ``y0``, ``t`` and the parameters, also twice
+        (``create_graph=True``: the backward solve is then recorded).
     """
     check_func(func)
+    _refuse_function_transforms()
     if adjoint_params is None:
         if not isinstance(func, nn.Module):
             raise ValueError("func is not an nn.Module, so its parameters cannot be found; pass "
                              "adjoint_params=(...) with the tensors to differentiate, or adjoint_params=() "
                              "if it has none.")
-        adjoint_params = tuple(func.parameters())
-    else:
-        adjoint_params = tuple(adjoint_params)
+        adjoint_params, params_name = tuple(func.parameters()), "func.parameters()"
+    else:  # one tensor is one parameter (torchdiffeq would iterate over its rows, silently)
+        adjoint_params = (adjoint_params,) if isinstance(adjoint_params, Tensor) else tuple(adjoint_params)
+        params_name = "adjoint_params"
+    solver = dict(rtol=rtol, atol=atol, method=method, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
+                  adjoint_method=adjoint_method, adjoint_options=adjoint_options, checkpoints=checkpoints,
+                  stats=stats)
+    if isinstance(y0, tuple):
+        state = TupleState(y0)
+        ys = _odeint_adjoint(state.wrap(func), state.flatten(y0), t, adjoint_params, params_name, state.shapes,
+                             options=_tuple_norm(options, state), **solver)
+        return state.split(ys)
+    return _odeint_adjoint(func, y0, t, adjoint_params, params_name, None, options=options, **solver)
+
+
+def _refuse_function_transforms() -> None:
+    """Raise inside ``torch.func`` transforms, which cannot see through the backward solve."""
+    peek = getattr(getattr(torch._C, "_functorch", None), "peek_interpreter_stack", None)
+    if peek is not None and peek() is not None:
+        raise RuntimeError("odeint_adjoint does not support torch.func transforms (vmap, grad, jacrev, ...): its "
+                           "backward pass is a solve of its own, which they cannot batch or transform. Batch with a "
+                           "leading dimension of y0 instead of vmap, and differentiate with torch.autograd.grad or "
+                           ".backward().")
+
+
+def _odeint_adjoint(func: Callable, y0: Tensor, t: Tensor, adjoint_params: tuple, params_name: str,
+                    state_shapes: Optional[List[torch.Size]], *, rtol, atol, method, options, adjoint_rtol,
+                    adjoint_atol, adjoint_method, adjoint_options, checkpoints, stats) -> Tensor:
+    """:func:`odeint_adjoint` on a tensor state, after its arguments are normalised."""
     check_state(y0)
     check_times(t, y0)
-    check_params(adjoint_params, y0, name="adjoint_params" if not isinstance(func, nn.Module) else "func.parameters()")
+    check_params(adjoint_params, y0, name=params_name)
     params = tuple(p for p in adjoint_params if p.requires_grad)
 
     forward = check_solver(method, rtol, atol, options)
@@ -317,10 +393,11 @@ def odeint_adjoint(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
     backward = check_solver(forward.method if adjoint_method is None else adjoint_method,
                             rtol if adjoint_rtol is None else adjoint_rtol,
                             atol if adjoint_atol is None else adjoint_atol, adjoint_options, prefix="adjoint_")
-    _make_norm(backward_norm, 1)  # validate early
+    state_shapes = [y0.shape] if state_shapes is None else state_shapes
+    _make_norm(backward_norm, state_shapes, [p.shape for p in params])  # validate early
     if backward_norm is not None and not backward.adaptive:
         raise ValueError(f"adjoint_options['norm'] applies to adaptive methods only; the backward method "
-                         f"{backward.method!r} has a fixed grid and no error norm.")
+                         f"{backward.method!r} has no error norm of nodelib's.")
     if not backward.adaptive and "step_size" in forward.options and "step_size" not in backward.options:
         raise ValueError(f"adjoint_options has no 'step_size', so the backward {backward.method!r} solve would "
                          f"take one step per interval of t while the forward solve takes steps of "
@@ -331,7 +408,7 @@ def odeint_adjoint(func: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tens
         raise ValueError(f"checkpoints must be a non-negative int, got {checkpoints!r}.")
 
     grid = _time_grid(t, checkpoints, forward)
-    problem = _AdjointProblem(func, params, forward, backward, backward_norm, grid, stats)
+    problem = _AdjointProblem(func, params, state_shapes, forward, backward, backward_norm, grid, stats)
     states = _AdjointSolve.apply(problem, y0, t, *params)
     if len(grid) == len(t):
         return states

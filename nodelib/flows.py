@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._validate import non_negative_float, positive_ints
+from ._validate import is_real, positive_ints
 
 __all__ = ["PlanarLayer", "PlanarFlow", "standard_normal_log_prob"]
 
@@ -102,7 +102,10 @@ class PlanarLayer(nn.Module):
 
     Args:
         dim: the dimension ``n``.
-        init_scale: standard deviation of the initial ``u`` and ``w`` (``b`` starts at zero).
+        init_scale: standard deviation of the initial ``u`` and ``w`` (``b`` starts at zero); must be
+            positive. (At ``w = 0`` the layer is a shift, but the constrained ``û`` jumps there: as
+            ``w → 0``, ``û ≈ (log 2 - 1) w / ‖w‖²`` grows without bound, so a layer started at
+            ``w = 0`` could not be trained.)
 
     The parameters are ``u`` (unconstrained), ``w`` and ``b``; :meth:`u_hat` gives the constrained
     ``û`` the map uses, with ``wᵀû > -1`` (eq. :eq:`planar-constraint`).
@@ -111,21 +114,31 @@ class PlanarLayer(nn.Module):
     def __init__(self, dim: int, *, init_scale: float = 0.5):
         super().__init__()
         positive_ints(dim=dim)
-        non_negative_float("init_scale", init_scale)
+        if not is_real(init_scale) or not 0 < init_scale < math.inf:
+            raise ValueError(f"init_scale must be a positive float, got {init_scale!r}: at w = 0 the constrained "
+                             f"û of eq. (planar-constraint) jumps (û ≈ (log 2 - 1) w/‖w‖² as w → 0), so a layer "
+                             f"started at w = 0 could not be trained.")
         self.dim = dim
         self.u = nn.Parameter(init_scale * torch.randn(dim))
         self.w = nn.Parameter(init_scale * torch.randn(dim))
         self.b = nn.Parameter(torch.zeros(()))
 
     def u_hat(self) -> Tensor:
-        """``û = u + (m(wᵀu) - wᵀu) w / ‖w‖²``, ``m(x) = -1 + softplus(x)``, so that ``wᵀû = m(wᵀu) > -1``."""
+        """``û = u + (m(wᵀu) - wᵀu) w / ‖w‖²``, ``m(x) = -1 + softplus(x)``, so that ``wᵀû = m(wᵀu) > -1``
+        (``û = u`` at ``w = 0``)."""
         return self._constrained()[0]
 
     def _constrained(self) -> tuple[Tensor, Tensor]:
-        """``(û, 1 + wᵀû)``, the second taken as ``softplus(wᵀu) ≥ 0`` rather than recomputed with rounding."""
-        wu = self.w @ self.u
-        slack = F.softplus(wu)
-        return self.u + (slack - 1 - wu) * self.w / (self.w @ self.w).clamp_min(torch.finfo(self.w.dtype).tiny), slack
+        """``(û, 1 + wᵀû)``, the second taken as ``softplus(wᵀu) ≥ 0`` rather than recomputed with rounding.
+
+        At ``w = 0`` the map is the identity plus the shift ``u tanh(b)``: then ``û = u`` and
+        ``1 + wᵀû = 1`` (the formula's ``m(0) = log 2 - 1`` would be wrong there, since the
+        correction along ``w / ‖w‖²`` vanishes with ``w``)."""
+        wu, ww = self.w @ self.u, self.w @ self.w
+        nonzero = ww > 0
+        slack = torch.where(nonzero, F.softplus(wu), torch.ones_like(wu))
+        shift = torch.where(nonzero, (slack - 1 - wu) / ww.clamp_min(torch.finfo(ww.dtype).tiny), torch.zeros_like(wu))
+        return self.u + shift * self.w, slack
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """``(g(z), log|det ∇g(z)|)`` with shapes ``(..., n)`` and ``(...,)`` (eq. :eq:`planar-logdet`)."""

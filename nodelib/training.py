@@ -10,13 +10,18 @@ unnormalised log-density ``log p̃`` by minimising the Monte Carlo estimate of
 plain-text progress, and with ``checkpoint=path`` save their state atomically every
 ``checkpoint_every`` iterations and resume from it when rerun, bit for bit (the file loads with
 ``torch.load(..., weights_only=True)``); with ``deadline`` they stop early, after a checkpoint.
+Bit for bit means every random stream a fit draws from is in the checkpoint: the fit's own
+generator (minibatches, samples) and PyTorch's global generators, from which a model may draw as
+well (Hutchinson's probe in ``CNF.log_prob``, dropout); resuming restores them.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
 import time
+import warnings
 from typing import Callable, List, Optional, Tuple, Union
 
 import torch
@@ -43,8 +48,14 @@ class FitHistory:
 
 
 def mean_nll(model: nn.Module, x: Tensor, *, batch_size: int = 5000) -> float:
-    """The average negative log-likelihood ``-(1/N) Σ log p(x_i)`` in nats, without a graph."""
+    """The average negative log-likelihood ``-(1/N) Σ log p(x_i)`` in nats, without a graph.
+
+    ``x`` must hold at least one point: the mean over no points is undefined (a per-point
+    ``log_prob`` of an empty batch is itself empty, but it has no mean)."""
     positive_ints(batch_size=batch_size)
+    if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"x must be a tensor of at least one point, shape (N, d) with N >= 1, got "
+                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}.")
     with torch.no_grad():
         return float(-torch.cat([model.log_prob(chunk) for chunk in x.split(batch_size)]).mean())
 
@@ -64,7 +75,8 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tensor
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations)
     history, start_iteration, seconds_before = FitHistory(), 0, 0.0
     path = None if checkpoint is None else pathlib.Path(checkpoint)
-    state = None if path is None else load_checkpoint(path)
+    state = None if path is None else load_checkpoint(
+        path, keys=("model", "optimizer", "schedule", "generator", "iteration", "losses"))
     if state is not None:
         saved = state.get("settings", settings)  # (checkpoints written before settings were saved)
         if saved != settings:
@@ -77,6 +89,7 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tensor
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
+        _set_global_rng(state)
         start_iteration = int(state["iteration"])
         seconds_before = float(state.get("seconds", 0.0))
         history.losses = [(int(i), float(v)) for i, v in state["losses"]]
@@ -88,11 +101,18 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tensor
         save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "schedule": schedule.state_dict(), "generator": generator.get_state(),
                                "iteration": iteration, "losses": history.losses, "settings": settings,
-                               "seconds": seconds_before + time.perf_counter() - begin})
+                               "seconds": seconds_before + time.perf_counter() - begin, **_global_rng()})
+
+    warned = False
 
     for iteration in range(start_iteration + 1, iterations + 1):
         optimizer.zero_grad()
         loss = loss_at(iteration, generator)
+        if not warned and not math.isfinite(loss.item()):
+            warnings.warn(f"the training loss is {loss.item()} at iteration {iteration}; the parameters will "
+                          f"become non-finite (lower lr, or check the model and the data). Warned once per fit.",
+                          RuntimeWarning, stacklevel=3)
+            warned = True
         loss.backward()
         optimizer.step()
         schedule.step()
@@ -113,6 +133,32 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tensor
     history.seconds = time.perf_counter() - begin
     history.total_seconds = seconds_before + history.seconds
     return history
+
+
+def _global_rng() -> dict:
+    """PyTorch's global random states: the CPU's, and every CUDA device's once CUDA is in use."""
+    states = {"rng_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["rng_cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_global_rng(state: dict) -> None:
+    """Restore what :func:`_global_rng` saved (CUDA states only onto as many devices as were saved)."""
+    if "rng_cpu" in state:
+        torch.set_rng_state(state["rng_cpu"])
+    saved = state.get("rng_cuda")
+    if saved and torch.cuda.is_available() and torch.cuda.device_count() == len(saved):
+        torch.cuda.set_rng_state_all(saved)
+
+
+def _per_sample(values: Tensor, batch_size: int, what: str) -> Tensor:
+    """``values`` must hold one number per sample of the minibatch."""
+    if not isinstance(values, Tensor) or values.shape != (batch_size,):
+        got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+        raise ValueError(f"{what} must return one value per sample, shape ({batch_size},), got {got}; a sum or "
+                         f"mean over the batch would silently weight the objective by the batch size.")
+    return values
 
 
 def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: int = 256, lr: float = 1e-2,
@@ -146,7 +192,7 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
 
     def loss_at(iteration: int, generator: torch.Generator) -> Tensor:
         index = torch.randint(0, data.shape[0], (batch_size,), generator=generator)
-        return -model.log_prob(data[index]).mean()
+        return -_per_sample(model.log_prob(data[index]), batch_size, "model.log_prob(x)").mean()
 
     return _optimise(model, loss_at, iterations=iterations, lr=lr, generator=torch.Generator().manual_seed(seed),
                      log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every, verbose=verbose,
@@ -198,7 +244,8 @@ def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iteratio
 
     def loss_at(iteration: int, generator: torch.Generator) -> Tensor:
         x, log_q = model.sample_with_log_prob(batch_size, generator=generator)
-        return (log_q - kl_weight(iteration, anneal_iterations, beta0) * log_target(x)).mean()
+        log_p = _per_sample(log_target(x), batch_size, "log_target(x)")
+        return (log_q - kl_weight(iteration, anneal_iterations, beta0) * log_p).mean()
 
     def describe(iteration: int, loss: float) -> str:
         return f"KL loss {loss:.3f} (beta {kl_weight(iteration, anneal_iterations, beta0):.2f})"

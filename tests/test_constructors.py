@@ -18,7 +18,8 @@ from nodelib.flows import PlanarLayer
     (lambda: ContractingReadoutField(lam=1.0, hidden=0), r"hidden must be a positive int, got 0"),
     (lambda: GatedPlanarField(2, 3, init_scale="a"), r"init_scale must be a non-negative float, got 'a'"),
     (lambda: HyperPlanarField(2, 4, hidden=(8, -1)), r"hidden must be a sequence of positive ints"),
-    (lambda: PlanarLayer(2, init_scale=float("nan")), r"init_scale must be a non-negative float, got nan"),
+    (lambda: PlanarLayer(2, init_scale=float("nan")), r"init_scale must be a positive float, got nan"),
+    (lambda: PlanarLayer(2, init_scale=0.0), r"init_scale must be a positive float, got 0.0: at w = 0"),
     (lambda: nodelib.PlanarFlow(2, 0), r"n_layers must be a positive int, got 0"),
 ])
 def test_bad_constructor_arguments_name_the_argument(build, match):
