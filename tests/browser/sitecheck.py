@@ -592,3 +592,16 @@ def copy_site(site: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
 
 def fresh_profile_dir() -> pathlib.Path:
     return pathlib.Path(tempfile.mkdtemp(prefix="book-chromium-"))
+
+
+# ----------------------------------------------------------------------- opening a page alone
+def open_page(driver, server: SiteServer, docname: str, *, width: int | None = None,
+              height: int = 1000) -> str:
+    """Open the page of ``docname`` and wait for MathJax and the images, as :class:`PageChecker`
+    does; with ``width``, first make the window that wide. Returns the MathJax state
+    (``"typeset"``, ``"absent"`` or what went wrong). For checks of one aspect, e.g. overflow.py.
+    """
+    if width is not None:
+        driver.set_window_size(width, height)
+    driver.get(server.url(f"{docname}.html"))
+    return driver.execute_async_script(WAIT_FOR_PAGE_JS)
