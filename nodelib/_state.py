@@ -47,14 +47,23 @@ class TupleState:
         """One vector from a tuple shaped like the state (differentiable)."""
         return torch.cat([p.reshape(-1) for p in parts])
 
+    def mixed_norm(self, flat: Tensor) -> Tensor:
+        """The largest RMS over the elements: torchdiffeq's default error norm for tuple states."""
+        # (vector_norm rather than pow-mean-sqrt: its derivative at a zero error is 0, not NaN, which
+        # matters when autograd differentiates through the step-size control of a direct solve)
+        return torch.stack([torch.linalg.vector_norm(p) / p.numel() ** 0.5
+                            for p in flat.split(self.sizes) if p.numel()]).max()
+
     def split(self, flat: Tensor) -> Tuple[Tensor, ...]:
         """The tuple of tensors from a flat vector ``(..., n)``; leading dimensions are kept."""
         lead = flat.shape[:-1]
-        return tuple(p.reshape(*lead, *shape) for p, shape in zip(flat.split(self.sizes, dim=-1), self.shapes))
+        return tuple(p.reshape(lead + shape) for p, shape in zip(flat.split(self.sizes, dim=-1), self.shapes))
 
     def wrap(self, func: Callable) -> Callable[[Tensor, Tensor], Tensor]:
         """``func`` on tuples as a field on flat vectors; its output is checked at every call."""
         def flat_func(t: Tensor, y: Tensor) -> Tensor:
+            if not torch.is_grad_enabled():  # (views made under no_grad of a tensor that requires grad
+                y = y.detach()               # confuse a field that calls requires_grad_ on them)
             out = func(t, self.split(y))
             if not isinstance(out, (tuple, list)) or len(out) != len(self.shapes):
                 raise TypeError(f"func must return a tuple of {len(self.shapes)} tensors shaped like y0, got "

@@ -31,10 +31,12 @@ __all__ = ["SolveStats", "SolverError", "odeint", "ADAPTIVE_METHODS", "FIXED_GRI
 #: Embedded-error-estimate Runge-Kutta methods of torchdiffeq.
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 #: Fixed-grid methods of torchdiffeq: Runge-Kutta methods and the Adams-Bashforth(-Moulton) multistep
-#: methods. ``explicit_adams`` defaults to ``options["max_order"] = 4`` here (torchdiffeq: 12, whose
-#: high-order Adams-Bashforth steps are unstable already at ``h|λ| = 0.01``: on ``dz/dt = -z`` with
-#: ``step_size = 0.01`` it returns ``z(1) = 0.735`` instead of ``e⁻¹ = 0.368``).
-FIXED_GRID_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams")
+#: methods (``fixed_adams`` is torchdiffeq's other name for ``implicit_adams``). ``explicit_adams``
+#: defaults to ``options["max_order"] = 4`` here (torchdiffeq: 12, whose high-order Adams-Bashforth
+#: steps are unstable already at ``h|λ| = 0.01``: on ``dz/dt = -z`` with ``step_size = 0.01`` it
+#: returns ``z(1) = 0.735`` instead of ``e⁻¹ = 0.368``).
+FIXED_GRID_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams",
+                      "fixed_adams")
 _EXPLICIT_ADAMS_MAX_ORDER = 4
 #: scipy's ``solve_ivp`` behind torchdiffeq (``options["solver"]``: ``"LSODA"``, ``"Radau"``, ``"BDF"``, ...):
 #: the implicit methods for stiff problems. It runs outside autograd, so only :func:`nodelib.odeint_adjoint`
@@ -374,7 +376,7 @@ def odeint(func: Callable, y0: Union[Tensor, Tuple[Tensor, ...]], t: Tensor, *, 
     check_func(func)
     if isinstance(y0, tuple):
         state = TupleState(y0)
-        options = _tuple_norm(options, state)
+        options = _tuple_norm(options, state, method)
         ys = odeint(state.wrap(func), state.flatten(y0), t, rtol=rtol, atol=atol, method=method,
                     options=options, stats=stats)
         return state.split(ys)
@@ -417,9 +419,16 @@ def _time_step(field: GuardedField, t: Tensor, y: Tensor, sign: int) -> Tensor:
     return y + sign * delta * field(t_fixed + delta / 2, inner)
 
 
-def _tuple_norm(options: Optional[dict], state: TupleState) -> Optional[dict]:
-    """A user's error norm on tuples (torchdiffeq's convention) as a norm on the flat vector."""
-    if not isinstance(options, dict) or not callable(options.get("norm")):
+def _tuple_norm(options: Optional[dict], state: TupleState, method: Optional[str]) -> Optional[dict]:
+    """The error norm of a tuple state on the flat vector: a user's norm (which takes the tuple, as in
+    torchdiffeq), or torchdiffeq's default for tuples, the largest RMS over the elements. (Only
+    adaptive methods take a norm; for the others the options pass unchanged.)"""
+    if method not in (None,) + ADAPTIVE_METHODS or (options is not None and not isinstance(options, dict)):
         return options
+    options = {} if options is None else options
+    if "norm" not in options:
+        return {**options, "norm": state.mixed_norm}
     norm = options["norm"]
+    if not callable(norm):
+        return options
     return {**options, "norm": lambda flat: norm(state.split(flat))}

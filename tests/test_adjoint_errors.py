@@ -1,4 +1,7 @@
 """Bad input to odeint_adjoint and odeint: a clear error that names the argument, never a hang."""
+import math
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -164,3 +167,92 @@ def test_bad_solver_arguments_name_the_argument(solver, problem, kwargs, error, 
     func, y0, t = problem
     with pytest.raises(error, match=match):
         solver(func, y0, t, **kwargs)
+
+
+class ShapeChanging(nn.Module):
+    """A field whose output is right at the first call and broadcastable but wrong from the call ``bad_from``."""
+
+    def __init__(self, bad_from):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(-1.0))
+        self.bad_from, self.calls = bad_from, 0
+
+    def forward(self, t, z):
+        self.calls += 1
+        out = self.scale * z
+        return out[:1] if self.calls >= self.bad_from else out
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_field_whose_output_shape_changes_later_is_caught(solver):
+    with pytest.raises(ValueError, match=r"func\(t, y\) returned shape \(1, 2\) but y has shape \(3, 2\)"):
+        solver(ShapeChanging(bad_from=5), torch.randn(3, 2), torch.tensor([0.0, 1.0]))
+
+
+def test_a_field_whose_output_shape_changes_in_the_backward_pass_is_caught():
+    field, z0 = ShapeChanging(bad_from=10 ** 6), torch.randn(3, 2, requires_grad=True)
+    zs = nodelib.odeint_adjoint(field, z0, torch.tensor([0.0, 1.0]))
+    field.bad_from = field.calls + 1
+    with pytest.raises(ValueError, match=r"func\(t, y\) returned shape \(1, 2\) but y has shape \(3, 2\)"):
+        zs.sum().backward()
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_stiff_problem_fails_within_a_thousand_steps(solver):
+    """dz/dt = -1e8 (z - cos t): dopri5's stability bound keeps its steps near 3e-8, about 3e7 steps
+    over [0, 1]. The cap of 100,000 steps would stop it after about a minute; the stiffness guard
+    stops it within 1,000 steps, naming the time reached and the step size, suggesting an implicit method."""
+
+    class VeryStiff(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, t, z):
+            self.calls += 1
+            return -1e8 * (z - torch.cos(t))
+
+    field = VeryStiff()
+    start = time.perf_counter()
+    with pytest.raises(nodelib.SolverError, match=r"looks stiff\. At t=\S+ .*steps of about \S+.*about 3\.\de\+07 "
+                                                  r"steps.*method='scipy_solver'") as error:
+        solver(field, torch.zeros(1), torch.tensor([0.0, 1.0]))
+    assert field.calls <= 6 * 1000 + 2, field.calls  # dopri5: 6 evaluations a step
+    assert time.perf_counter() - start < 5, str(error.value)
+
+
+def test_the_stiffness_guard_leaves_a_long_non_stiff_solve_alone():
+    """A fast oscillation over many periods needs many steps, all of the same size: not stiffness."""
+    stats = nodelib.SolveStats()
+    zs = nodelib.odeint(lambda t, z: torch.stack([z[1], -400.0 * z[0]]), torch.tensor([1.0, 0.0]),
+                        torch.tensor([0.0, 40.0]), rtol=1e-8, atol=1e-10, stats=stats)
+    assert stats.steps_forward > 2000
+    assert torch.allclose(zs[-1, 0], torch.cos(torch.tensor(800.0)), atol=1e-5)
+
+
+def test_stiff_problems_are_solved_by_scipys_implicit_methods():
+    t = torch.tensor([0.0, 1.0])
+    with torch.no_grad():
+        z1 = nodelib.odeint(lambda t, z: -1e8 * (z - torch.cos(t)), torch.zeros(1), t, method="scipy_solver",
+                            options=dict(solver="BDF"))[-1]
+    assert abs(float(z1) - math.cos(1.0)) < 1e-6  # z follows cos t within 1e-8 after the first 1e-7 s
+
+
+def test_adjoint_params_may_be_one_tensor():
+    W = torch.randn(2, 2, requires_grad=True)
+    z0, t = torch.randn(3, 2), torch.tensor([0.0, 1.0])
+    zT = nodelib.odeint_adjoint(lambda t, z: z @ W, z0, t, adjoint_params=W, rtol=1e-10, atol=1e-12)[-1]
+    (got,) = torch.autograd.grad(zT.sum(), W)
+    W_ref = W.detach().clone().requires_grad_(True)
+    (ref,) = torch.autograd.grad((z0 @ torch.linalg.matrix_exp(W_ref)).sum(), W_ref)
+    assert got.abs().sum() > 0 and torch.allclose(got, ref, rtol=1e-8, atol=1e-10)
+
+
+def test_torch_func_transforms_are_refused_with_a_clear_error():
+    t = torch.tensor([0.0, 1.0])
+    solve = lambda z: nodelib.odeint_adjoint(lambda t, y: -y, z, t, adjoint_params=())[-1].sum()  # noqa: E731
+    with pytest.raises(RuntimeError, match=r"does not support torch\.func transforms \(vmap, grad"):
+        torch.func.vmap(solve)(torch.ones(3, 2))
+    with pytest.raises(RuntimeError, match=r"does not support torch\.func transforms"):
+        torch.func.grad(solve)(torch.ones(2))
+

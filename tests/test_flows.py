@@ -194,3 +194,37 @@ def test_bad_input_is_rejected_with_clear_errors():
         flow.sample(0)
     with pytest.raises(ValueError, match=r"y must have shape"):
         flow.layers[0].inverse(torch.randn(3))
+
+
+@pytest.mark.parametrize("w_scale", [0.0, 1e-3])
+def test_planar_logdet_at_and_near_w_zero_equals_autograd(w_scale):
+    """At w = 0 the layer is the shift z + u tanh(b), whose log-determinant is 0 (the constraint's
+    softplus form, taken literally, would say log(log 2)); near w = 0, û is large but the formula
+    still matches autograd's Jacobian."""
+    layer = PlanarLayer(2)
+    set_layer(layer, [0.4, -0.7], w_scale * torch.tensor([0.6, 0.8]), 0.3)
+    z = 2 * torch.randn(32, 2)
+    mapped, logdet = layer(z)
+    sign, reference = brute_logdet(lambda x: layer(x)[0], z)
+    assert torch.all(sign > 0)
+    assert torch.allclose(logdet, reference, rtol=1e-10, atol=1e-12)
+    if w_scale == 0:
+        assert torch.equal(logdet, torch.zeros(32))
+        assert torch.allclose(mapped, z + math.tanh(0.3) * torch.tensor([0.4, -0.7]))
+        back, back_logdet = layer.inverse(mapped)
+        assert torch.allclose(back, z, atol=1e-12) and torch.equal(back_logdet, torch.zeros(32))
+
+
+def test_a_flow_of_shifts_has_the_shifted_base_density():
+    flow = PlanarFlow(2, 3)
+    shift = torch.zeros(2)
+    for k, layer in enumerate(flow.layers):
+        set_layer(layer, [0.1 * k, 0.2], [0.0, 0.0], 0.5)
+        shift += math.tanh(0.5) * torch.tensor([0.1 * k, 0.2])
+    x = torch.randn(16, 2)
+    assert torch.allclose(flow.log_prob(x), standard_normal_log_prob(x + shift), rtol=1e-12)
+
+
+def test_a_layer_cannot_start_at_w_zero():
+    with pytest.raises(ValueError, match=r"init_scale must be a positive float, got 0.0: at w = 0"):
+        PlanarFlow(2, 3, init_scale=0.0)

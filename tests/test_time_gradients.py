@@ -15,7 +15,7 @@ from fields import TimeMLP
 T = [0.0, 0.3, 1.0]
 #: a fine grid for each fixed-grid method, and the tolerance of each adaptive one
 STEP = {"euler": 1e-4, "midpoint": 1e-3, "heun2": 1e-3, "heun3": 1e-2, "rk4": 1e-2, "explicit_adams": 1e-2,
-        "implicit_adams": 1e-2}
+        "implicit_adams": 1e-2, "fixed_adams": 1e-2}
 RTOL = {"dopri5": 1e-10, "dopri8": 1e-10, "bosh3": 1e-9, "fehlberg2": 1e-7, "adaptive_heun": 1e-7}
 
 

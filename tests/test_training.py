@@ -115,3 +115,71 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     fit_density(DiagonalGaussian(2), data(), iterations=10, lr=0.05, checkpoint=path, verbose=False)
     with pytest.raises(ValueError, match=r"written with iterations=10, lr=0.05, not iterations=20, lr=0.5"):
         fit_density(DiagonalGaussian(2), data(), iterations=20, lr=0.5, checkpoint=path, verbose=False)
+
+
+HUTCHINSON_FIT = """
+import os, signal, sys, torch, nodelib
+torch.set_num_threads(1)
+torch.set_default_dtype(torch.float64)
+torch.manual_seed(0)
+cnf = nodelib.CNF(nodelib.MLPField(2, hidden=(8,)), trace="hutchinson", adjoint=False, rtol=1e-4, atol=1e-4)
+data = torch.randn(200, 2)
+log_prob, calls = cnf.log_prob, [0]
+def dying(x):  # SIGKILL in the middle of iteration 13, after the checkpoint of iteration 10
+    calls[0] += 1
+    if calls[0] == 13:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return log_prob(x)
+cnf.log_prob = dying
+nodelib.fit_density(cnf, data, iterations=20, batch_size=32, lr=0.05, seed=3, checkpoint=sys.argv[1],
+                    checkpoint_every=5, verbose=False)
+"""
+
+
+def test_a_killed_hutchinson_fit_resumes_bit_for_bit(tmp_path):
+    """Hutchinson's probe comes from PyTorch's global generator, so the checkpoint must hold it."""
+    import subprocess
+    import sys
+    path = tmp_path / "fit.pt"
+    killed = subprocess.run([sys.executable, "-c", HUTCHINSON_FIT, str(path)], capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert torch.load(path, weights_only=True)["iteration"] == 10
+
+    def model():
+        torch.manual_seed(0)
+        cnf = nodelib.CNF(nodelib.MLPField(2, hidden=(8,)), trace="hutchinson", adjoint=False, rtol=1e-4,
+                          atol=1e-4)
+        return cnf, torch.randn(200, 2)
+
+    fit = dict(iterations=20, batch_size=32, lr=0.05, seed=3, verbose=False)
+    straight, data = model()
+    fit_density(straight, data, **fit)
+    resumed, data = model()
+    torch.manual_seed(1234)  # a new process: the global generator is anywhere
+    history = fit_density(resumed, data, checkpoint=path, checkpoint_every=5, **fit)
+    assert history.iterations_run == 10
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_objectives_must_be_per_sample():
+    flow = nodelib.PlanarFlow(2, 1, direction="generative")
+    with pytest.raises(ValueError, match=r"log_target\(x\) must return one value per sample, shape \(16,\), got \(\)"):
+        fit_kl(flow, lambda z: -z.pow(2).sum(), iterations=1, batch_size=16, verbose=False)
+
+    class Summed(DiagonalGaussian):
+        def log_prob(self, x):
+            return super().log_prob(x).sum()
+
+    with pytest.raises(ValueError, match=r"model.log_prob\(x\) must return one value per sample, shape \(8,\)"):
+        fit_density(Summed(2), data(), iterations=1, batch_size=8, verbose=False)
+
+
+def test_a_non_finite_loss_is_warned_about_once():
+    class Exploding(DiagonalGaussian):
+        def log_prob(self, x):
+            return super().log_prob(x) * float("inf")
+
+    with pytest.warns(RuntimeWarning, match=r"the training loss is -?(inf|nan) at iteration 1;") as caught:
+        fit_density(Exploding(2), data(), iterations=5, verbose=False)
+    assert len([w for w in caught if "training loss" in str(w.message)]) == 1
