@@ -358,7 +358,7 @@ def odeint_adjoint(func: Callable, y0: Union[Tensor, Tuple[Tensor, ...]], t: Ten
     if isinstance(y0, tuple):
         state = TupleState(y0)
         ys = _odeint_adjoint(state.wrap(func), state.flatten(y0), t, adjoint_params, params_name, state.shapes,
-                             options=_tuple_norm(options, state), **solver)
+                             options=_tuple_norm(options, state, method), **solver)
         return state.split(ys)
     return _odeint_adjoint(func, y0, t, adjoint_params, params_name, None, options=options, **solver)
 
