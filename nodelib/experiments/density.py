@@ -40,9 +40,9 @@ from ..flows import PlanarFlow
 from ..reproducibility import seed_everything
 from ..solve import SolveStats
 from ..training import FitHistory, fit_density, fit_kl
-from ..storage import read_json, write_json_atomic
+from ..storage import load_checkpoint, read_json, write_json_atomic
 from .measure import count_parameters
-from .runs import default_dtype, log, pick_device, provenance, replace_preset
+from .runs import config_changes, default_dtype, log, pick_device, provenance, replace_preset
 
 __all__ = ["DensityPreset", "PRESETS", "PAPER", "get_preset", "matched_nf_layers", "build_nf", "build_cnf",
            "evaluation_copy", "kl_estimate", "heldout_nll", "run", "kl_table", "ml_table", "still_to_run",
@@ -387,8 +387,9 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
     if out_dir is not None and (out_dir / "results.json").is_file():
         previous = read_json(out_dir / "results.json")
         if previous.get("config") != results["config"]:
-            raise ValueError(f"{out_dir} holds a run with another configuration; use another --out or the same "
-                             f"options (previous config: {previous.get('config')}).")
+            raise ValueError(f"{out_dir} holds a run with another configuration "
+                             f"({config_changes(previous.get('config') or {}, results['config'])}); use another "
+                             f"--out or the same options.")
         results["density_matching"] = previous.get("density_matching", {})
         results["maximum_likelihood"] = previous.get("maximum_likelihood", {})
         earlier_s = float((previous.get("provenance") or {}).get("wall_time_total_s", 0.0))
@@ -431,7 +432,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
             if return_models or (part == "ml" and "paired" not in slot):
                 seed_everything(cfg.seed + index)
                 model = _build(part, kind, size, cfg, dev)
-                model.load_state_dict(torch.load(checkpoint, map_location=dev, weights_only=True)["model"])
+                model.load_state_dict(load_checkpoint(checkpoint, keys=("model",))["model"])
                 models[(part, name, kind, size)] = model
             continue
         seed_everything(cfg.seed + index)

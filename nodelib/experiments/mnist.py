@@ -31,7 +31,7 @@ from ..reproducibility import seed_everything
 from ..storage import load_checkpoint, save_checkpoint, write_json_atomic
 from .classifiers import MODELS, ODEBlock, SolverSettings, build_classifier
 from .measure import count_parameters
-from .runs import check_out_folder, default_dtype, log, pick_device, provenance, replace_preset
+from .runs import check_out_folder, config_changes, default_dtype, log, pick_device, provenance, replace_preset
 
 __all__ = ["Preset", "PRESETS", "get_preset", "TensorData", "to_tensors", "random_shift", "ModelRun",
            "train_model", "load_model", "evaluate", "backward_memory", "memory_against_steps", "run", "PAPER_TABLE1"]
@@ -342,9 +342,8 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
     if state is not None:
         old, new = state["preset"], _plain(preset)
         if old != new:
-            changes = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in {**old, **new}
-                                if old.get(k) != new.get(k))
-            raise ValueError(f"checkpoint {checkpoint} was made with another configuration ({changes}); "
+            raise ValueError(f"checkpoint {checkpoint} was made with another configuration "
+                             f"({config_changes(old, new)}); "
                              f"use another --out or the same settings.")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

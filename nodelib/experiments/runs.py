@@ -23,7 +23,7 @@ import nodelib
 from ..storage import read_json
 
 __all__ = ["pick_device", "check_out_folder", "provenance", "log", "default_dtype", "replace_preset",
-           "recorded_results"]
+           "recorded_results", "config_changes"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -155,3 +155,8 @@ def recorded_results(experiment: str, preset: str = "full",
     paths = sorted(folder.glob("*/results.json")) + sorted(folder.glob("*.json"))
     found = [(path, read_json(path)) for path in paths]
     return [(path, r) for path, r in found if r.get("experiment") == experiment and r.get("preset") == preset]
+
+
+def config_changes(old: dict, new: dict) -> str:
+    """The fields in which two configurations differ, as ``field: old → new`` (for resume errors)."""
+    return ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in {**old, **new} if old.get(k) != new.get(k))
