@@ -14,7 +14,7 @@ from nbval.plugin import get_sanitize_patterns
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from install_cell import install_source  # noqa: E402
+from install_cell import TAGS, install_source  # noqa: E402
 
 CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
 
@@ -56,6 +56,7 @@ def test_chapter_is_stored_executed_and_clean(path):
 def test_chapter_runs_in_colab(path):
     nb = nbformat.read(path, as_version=4)
     assert code_cells(nb)[0].source == install_source(), "run tools/install_cell.py"
+    assert code_cells(nb)[0].metadata.get("tags") == TAGS, "run tools/install_cell.py (hidden in the book)"
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             assert "```{" not in cell.source, "backtick-fenced directives do not render in Colab; use :::"
@@ -66,7 +67,7 @@ def test_chapter_states_and_proves_its_claim(path):
     nb = nbformat.read(path, as_version=4)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "**Central claim.**" in text
-    hidden = [c for c in code_cells(nb) if "remove-cell" in c.metadata.get("tags", [])]
+    hidden = [c for c in code_cells(nb)[1:] if "remove-cell" in c.metadata.get("tags", [])]  # (after the install)
     assert hidden and all("assert" in c.source for c in hidden)
     assert re.search(r"^## Summary", text, re.M) and re.search(r"^## Exercises", text, re.M)
     assert ":class: dropdown" in text

@@ -2,7 +2,8 @@
 
 The repository URL and branch are configured once, in ``_config.yml``; this tool writes the install
 cell of every chapter from them (``python tools/install_cell.py``), and ``tests/test_notebooks.py``
-checks that every chapter's first code cell is exactly what it would write.
+checks that every chapter's first code cell is exactly what it would write. The cell is tagged
+``remove-cell``: it runs in Colab and Jupyter (and under nbval), and the published book leaves it out.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def install_source(config_path: pathlib.Path = ROOT / "_config.yml") -> str:
     repo = yaml.safe_load(config_path.read_text())["repository"]
     url = repo["url"].rstrip("/")
     return (
-        "# Where nodelib is missing (Google Colab, a fresh Jupyter), install it from the book's repository.\n"
+        "# Where nodelib is missing (Colab, a fresh Jupyter), install it from the book's repository.\n"
         "try:\n"
         "    import nodelib\n"
         "except ModuleNotFoundError:\n"
@@ -37,13 +38,18 @@ def first_code_cell(nb):
     return next(cell for cell in nb.cells if cell.cell_type == "code")
 
 
+#: The install cell's tags: hidden in the published book.
+TAGS = ["remove-cell"]
+
+
 def main() -> int:
     source = install_source()
     for path in chapters():
         nb = nbformat.read(path, as_version=4)
         cell = first_code_cell(nb)
-        if cell.source != source:
+        if cell.source != source or cell.metadata.get("tags") != TAGS:
             cell.source = source
+            cell.metadata["tags"] = list(TAGS)
             nbformat.write(nb, path)
             print(f"updated {path.relative_to(ROOT)}")
     return 0
