@@ -265,7 +265,7 @@ def test_paired_error_difference_against_per_image_differences():
 
 def test_recorded_results_reads_the_first_existing_folder(tmp_path):
     results = tmp_path / "results"
-    assert recorded_results("cnf-vs-nf", folders=(str(tmp_path / "missing"),)) is None
+    assert recorded_results("cnf-vs-nf", folders=(str(tmp_path / "missing"),), repository=None) is None
     write_json_atomic(results / "a-run" / "results.json", {"experiment": "cnf-vs-nf", "preset": "full", "n": 1})
     write_json_atomic(results / "b-run" / "results.json", {"experiment": "cnf-vs-nf", "preset": "quick", "n": 2})
     write_json_atomic(results / "c.json", {"experiment": "mnist-table1", "preset": "full", "n": 3})

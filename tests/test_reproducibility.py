@@ -1,9 +1,18 @@
 """The Reproducibility page: generated from the recorded results, and in step with them."""
+import functools
+import http.server
 import json
 import pathlib
+import shutil
+import socket
 import sys
+import threading
 
-from nodelib.experiments.reproducibility import describe, page, recorded_runs, training_seconds
+import pytest
+import yaml
+
+from nodelib.experiments.reproducibility import describe, index, page, recorded_runs, training_seconds
+from nodelib.experiments.runs import BOOK_BRANCH, BOOK_REPOSITORY, raw_url, recorded_results
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -47,3 +56,58 @@ def test_describe_and_training_time_on_synthetic_runs(tmp_path):
     assert [cell.strip() for cell in row.strip("|").split("|")] == [
         "Table 1 on Fashion-MNIST: ResNet, ODE-Net, seed 1", "`results/a`", "CPU X, 2 threads", "2026-01-02", "2 min"]
     assert "The 2 recorded runs." in text
+
+
+def test_the_results_index_is_current():
+    assert reproducibility_page.INDEX.read_text() == index(ROOT / "results"), "run tools/reproducibility_page.py"
+
+
+def test_the_recorded_results_that_chapters_11_and_12_show_are_in_the_repository():
+    """Chapters 11 and 12 assert every full-scale number they print against results/; without it
+    they could not, so its absence fails here rather than passing their checks vacuously."""
+    table1 = recorded_results("mnist-table1", folders=(str(ROOT / "results"),), repository=None)
+    figures = recorded_results("cnf-vs-nf", folders=(str(ROOT / "results"),), repository=None)
+    assert {r["dataset"] for _, r in table1} == {"mnist", "fashion"}
+    assert {t for _, r in figures for t in r["density_matching"]} == {"u1", "u2", "u3", "u4"}
+    assert {d for _, r in figures for d in r["maximum_likelihood"]} == {"two_circles", "two_moons"}
+
+
+def test_the_repository_is_the_one_configured_in_config_yml():
+    repository = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    assert (BOOK_REPOSITORY, BOOK_BRANCH) == (repository["url"].rstrip("/"), repository["branch"])
+    assert raw_url("results/index.json") == (
+        "https://raw.githubusercontent.com/nodelib/neural-ode-book/main/results/index.json")
+
+
+@pytest.fixture
+def served_repository(tmp_path):
+    """A copy of the repository's results/ (two runs) served over HTTP on 127.0.0.1, as raw files are."""
+    root = tmp_path / "served"
+    for name in ("mnist-full", "density-full-moons"):
+        shutil.copytree(ROOT / "results" / name, root / "results" / name,
+                        ignore=shutil.ignore_patterns("checkpoints", "*.png"))
+    (root / "results" / "index.json").write_text(index(root / "results"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.RequestHandlerClass.log_message = lambda *args: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_chapter_without_results_reads_them_from_the_repository(served_repository, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no results/ here, nor in ../
+    remote = recorded_results("mnist-table1", repository=served_repository)
+    local = recorded_results("mnist-table1", folders=(str(ROOT / "results"),), repository=None)
+    assert [r for _, r in remote] == [r for path, r in local if path.parent.name == "mnist-full"]
+    assert remote[0][0] == f"{served_repository}/results/mnist-full/results.json"
+
+
+def test_offline_it_says_so_in_one_line_and_returns_none(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert recorded_results("mnist-table1", repository=f"http://127.0.0.1:{port}") is None
+    said = capsys.readouterr().out.splitlines()
+    assert len(said) == 1 and "could not be read from http://127.0.0.1" in said[0]

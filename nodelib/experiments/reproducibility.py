@@ -13,7 +13,7 @@ from typing import List, Tuple, Union
 
 from ..storage import read_json
 
-__all__ = ["recorded_runs", "describe", "training_seconds", "page"]
+__all__ = ["recorded_runs", "describe", "training_seconds", "page", "index"]
 
 PathLike = Union[str, pathlib.Path]
 _FIGURES = {"kl": "Fig. 4 (density matching)", "ml": "Fig. 5 (maximum likelihood)"}
@@ -23,6 +23,14 @@ _DATASETS = {"mnist": "MNIST", "fashion": "Fashion-MNIST", "digits": "the 8x8 di
 def recorded_runs(folder: PathLike) -> List[Tuple[pathlib.Path, dict]]:
     """Every ``DIR/results.json`` directly below ``folder``, with its contents, sorted by folder name."""
     return [(path, read_json(path)) for path in sorted(pathlib.Path(folder).glob("*/results.json"))]
+
+
+def index(folder: PathLike) -> str:
+    """The JSON text of ``results/index.json``: the recorded ``results.json`` files, relative to ``folder``."""
+    import json
+
+    names = [f"{path.parent.name}/{path.name}" for path, _ in recorded_runs(folder)]
+    return json.dumps({"results": names}, indent=1) + "\n"
 
 
 def describe(results: dict) -> str:

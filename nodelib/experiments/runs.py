@@ -23,7 +23,7 @@ import nodelib
 from ..storage import read_json
 
 __all__ = ["pick_device", "check_out_folder", "provenance", "log", "default_dtype", "replace_preset",
-           "recorded_results", "config_changes"]
+           "recorded_results", "config_changes", "raw_url", "BOOK_REPOSITORY", "BOOK_BRANCH"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -139,21 +139,66 @@ def replace_preset(presets: dict, name: str, **overrides: Any):
     return dataclasses.replace(presets[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
-def recorded_results(experiment: str, preset: str = "full",
-                     folders: tuple = ("../results", "results")) -> Optional[list]:
-    """The recorded runs of ``experiment`` with ``preset``, read from the first of ``folders`` that exists.
+#: The book's repository and branch, as in _config.yml (a test keeps them equal): chapters that run
+#: outside the repository (Colab) read the recorded results from there.
+BOOK_REPOSITORY = "https://github.com/nodelib/neural-ode-book"
+BOOK_BRANCH = "main"
+#: The list of recorded ``results.json`` files (relative to ``results/``), written by
+#: ``tools/reproducibility_page.py``: raw file hosting cannot list a folder.
+RESULTS_INDEX = "index.json"
+
+
+def raw_url(path: str, repository: str = BOOK_REPOSITORY, branch: str = BOOK_BRANCH) -> str:
+    """The address of the file ``path`` (relative to the repository's root) on ``branch``: GitHub's raw
+    files for a ``https://github.com/OWNER/NAME`` repository, else ``repository/path``."""
+    prefix = "https://github.com/"
+    if repository.startswith(prefix):
+        return f"https://raw.githubusercontent.com/{repository[len(prefix):].strip('/')}/{branch}/{path}"
+    return f"{repository.rstrip('/')}/{path}"
+
+
+def _read_remote(repository: str, branch: str) -> Optional[list]:
+    """Every recorded ``(address, results)`` of the repository, or ``None`` (with one line said) offline."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def fetch(path: str) -> dict:
+        with urllib.request.urlopen(raw_url(path, repository, branch), timeout=20) as response:
+            return json.loads(response.read().decode())
+
+    try:
+        index = fetch(f"results/{RESULTS_INDEX}")
+        return [(raw_url(f"results/{name}", repository, branch), fetch(f"results/{name}"))
+                for name in index["results"]]
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as err:
+        print(f"The recorded full-scale results are not here and could not be read from {repository} "
+              f"({type(err).__name__}); they are not shown.")
+        return None
+
+
+def recorded_results(experiment: str, preset: str = "full", folders: tuple = ("../results", "results"), *,
+                     repository: Optional[str] = BOOK_REPOSITORY, branch: str = BOOK_BRANCH) -> Optional[list]:
+    """The recorded runs of ``experiment`` with ``preset``, from the first of ``folders`` that exists.
 
     A chapter runs in ``book/`` (the repository's ``results/`` is then ``../results``) or from the
-    repository's root. Returns ``(path, results)`` for each ``results.json`` file (``DIR/results.json`` or
-    ``*.json`` directly in the folder) whose ``"experiment"`` and ``"preset"`` match, sorted by path (a
-    run's figures lie beside its file); an empty list when the folder holds none; ``None`` when no folder
-    exists (a chapter opened alone, e.g. in Colab).
+    repository's root. Where neither exists (a chapter opened alone, e.g. in Colab), the files are read
+    from ``repository`` on ``branch`` (the book's, by default; ``None`` to stay offline), through the
+    index ``results/index.json``. Returns ``(path, results)`` for each ``results.json`` whose
+    ``"experiment"`` and ``"preset"`` match, sorted by path (a run's figures lie beside its file; read
+    remotely, the path is the file's address); an empty list when none matches; ``None`` when there
+    is no folder and the repository cannot be read (after saying so in one line).
     """
     folder = next((pathlib.Path(f) for f in folders if pathlib.Path(f).is_dir()), None)
-    if folder is None:
+    if folder is not None:
+        paths = sorted(folder.glob("*/results.json")) + sorted(folder.glob("*.json"))
+        found = [(path, read_json(path)) for path in paths if path.name != RESULTS_INDEX]
+    elif repository is not None:
+        found = _read_remote(repository, branch)
+        if found is None:
+            return None
+    else:
         return None
-    paths = sorted(folder.glob("*/results.json")) + sorted(folder.glob("*.json"))
-    found = [(path, read_json(path)) for path in paths]
     return [(path, r) for path, r in found if r.get("experiment") == experiment and r.get("preset") == preset]
 
 
