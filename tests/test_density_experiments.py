@@ -239,6 +239,20 @@ def test_still_to_run_lists_the_missing_pieces_as_commands_that_cover_them():
     assert asked == [("kl", "u2", "32,64", None), ("kl", "u3,u4", None, None), ("ml", None, None, "two_circles")]
     done = [_record("complete", [(t, s) for t in full.targets for s in full.sizes], full.datasets)]
     assert density.still_to_run(done) == []
+    paper = _record("complete", [], full.datasets)  # Fig. 5 in the paper's configuration is another experiment
+    paper[1]["config"] = {"ml_width": 64, "ml_nf_layers": 64}
+    assert [what for what, _ in density.still_to_run([paper])][-2:] == ["Fig. 5 on two_circles", "Fig. 5 on two_moons"]
+
+
+def test_fig5_in_the_papers_configuration_has_64_planar_layers_against_64_units(tmp_path):
+    """Chen et al.'s Fig. 5: a CNF with 64 units against an NF of 64 one-unit (planar) layers."""
+    assert (density.PAPER["ml_cnf_width"], density.PAPER["ml_nf_layers"], density.PAPER["sizes"]) == (64, 64, (2, 8, 32))
+    results = density.run("quick", out=str(tmp_path), parts=("ml",), datasets=("two_moons",), verbose=False,
+                          **{**TINY, "ml_width": 64, "ml_nf_layers": 64, "ml_repeats": 1})
+    slot = results["maximum_likelihood"]["two_moons"]
+    assert slot["nf"]["0"]["params"] == 64 * 5   # u, w in R^2 and b per layer
+    assert slot["nf"]["0"]["layers"] == 64
+    assert slot["cnf"]["0"]["params"] == HyperPlanarField.count_parameters(2, 64, density.get_preset("quick").hidden)
 
 
 def test_bad_arguments():
