@@ -92,3 +92,108 @@ def plot_field(ax: "Axes", field: Callable[[Tensor, Tensor], Tensor], *, t: floa
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     return ax
+
+
+# -- a 2D continuous normalizing flow from its base density to its data density, in snapshots ------
+import dataclasses  # noqa: E402  (used by the snapshot helpers below only)
+
+__all__ += ["FlowSnapshots", "flow_snapshots", "plot_snapshots"]
+
+
+@dataclasses.dataclass
+class FlowSnapshots:
+    """A 2D CNF seen at several times: ``grids[i]`` is its density ``p_t`` at ``times[i]`` on a grid
+    (a :class:`nodelib.data.toy2d.GridDensity`) and ``samples[i]`` the same base points carried to
+    ``times[i]``, so ``samples`` has shape ``(len(times), n_samples, 2)``."""
+
+    times: Tuple[float, ...]
+    grids: list
+    samples: Tensor
+
+
+def flow_snapshots(cnf, times: Sequence[float], *, bounds: Tuple[float, float, float, float],
+                   resolution: int = 80, n_samples: int = 2000,
+                   generator: Optional[torch.Generator] = None) -> FlowSnapshots:
+    """The density and samples of a 2D :class:`nodelib.CNF` at each of ``times``, from ``cnf.t0``.
+
+    The density at a time ``t`` is that of the CNF sharing the field, the base density and the solver
+    settings but ending at ``t`` (at ``t = t0`` it is the base density), evaluated on a grid over
+    ``bounds = (x0, x1, y0, y1)``. The samples are ``n_samples`` base points drawn from ``generator``
+    and carried forwards by one solve that reports every time in ``times``; when the last time is
+    ``t1`` they are ``cnf.sample(n_samples, generator=...)`` for a generator in the same state.
+
+    Args:
+        cnf: the flow, of dimension 2.
+        times: increasing from ``cnf.t0`` towards ``cnf.t1`` (decreasing if ``t1 < t0``), none beyond ``t1``.
+        bounds, resolution: the grid (``resolution`` cells along each side).
+        n_samples, generator: the number of samples and the generator of their base points.
+    """
+    from .cnf import CNF
+    from .data.toy2d import grid_log_density
+    from .solve import odeint
+
+    if getattr(cnf, "dim", None) != 2:
+        raise ValueError(f"flow_snapshots draws 2D flows; this model has dimension {getattr(cnf, 'dim', None)}.")
+    times = tuple(float(t) for t in times)
+    sign = 1.0 if cnf.t1 > cnf.t0 else -1.0
+    if not times or times[0] != cnf.t0 or any(sign * (b - a) <= 0 for a, b in zip(times, times[1:])) \
+            or sign * (cnf.t1 - times[-1]) < 0:
+        raise ValueError(f"times must start at t0 = {cnf.t0} and move towards t1 = {cnf.t1} without passing "
+                         f"it, got {times}.")
+    dtype, device = cnf._dtype_device()
+    grids = []
+    for t in times:
+        log_prob = cnf.base.log_prob if t == cnf.t0 else CNF(
+            cnf.field, dim=cnf.dim, t0=cnf.t0, t1=t, trace=cnf.trace, noise=cnf.noise, base=cnf.base,
+            adjoint=False, **cnf.solver).log_prob
+        grids.append(grid_log_density(log_prob, bounds=bounds, resolution=resolution, dtype=dtype))
+    z0 = cnf._sample_base(n_samples, generator, dtype, device)
+    with torch.no_grad():
+        samples = odeint(cnf.field, z0, torch.tensor(times, dtype=dtype, device=device), **cnf.solver)
+    return FlowSnapshots(times, grids, samples)
+
+
+def plot_snapshots(snapshots: FlowSnapshots, *, title: str, data: Tensor, data_grid=None,
+                   columns: int = 3, data_label: str = "data"):
+    """Draw :func:`flow_snapshots`: one panel per time, then the data, in rows of at most ``columns``
+    panels, each row of densities above the row of samples at the same times.
+
+    Every density panel, the data's density ``data_grid`` (a ``GridDensity``, if given) included,
+    shares one colour scale, shown by one colour bar. ``data`` are points drawn in the last sample
+    panel. Returns the figure; ``title`` names the model and the data set above all panels.
+    """
+    import matplotlib.pyplot as plt
+
+    panels = len(snapshots.times) + 1
+    rows = -(-panels // columns)
+    fig, axes = plt.subplots(2 * rows, columns, figsize=(3 * columns, 2.9 * 2 * rows), sharex=True,
+                             sharey=True, layout="constrained", squeeze=False)
+    grids = list(snapshots.grids) + [data_grid]
+    vmax = max(float(g.density.max()) for g in grids if g is not None)
+    x0, x1, y0, y1 = snapshots.grids[0].extent
+    image = None
+    for i in range(rows * columns):
+        top, bottom = axes[2 * (i // columns), i % columns], axes[2 * (i // columns) + 1, i % columns]
+        if i >= panels:
+            top.axis("off")
+            bottom.axis("off")
+            continue
+        last = i == panels - 1
+        if grids[i] is None:
+            top.axis("off")
+        else:
+            image = top.imshow(grids[i].density.cpu().numpy(), origin="lower", extent=grids[i].extent,
+                               cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
+            top.set_title(f"{data_label} density" if last else f"density at t = {snapshots.times[i]:g}")
+        points = (data if last else snapshots.samples[i]).detach().cpu()
+        bottom.scatter(points[:, 0].numpy(), points[:, 1].numpy(), s=1, alpha=0.5, color="k" if last else "C1")
+        bottom.set_title(f"{data_label} points" if last else f"samples at t = {snapshots.times[i]:g}")
+        for ax in (top, bottom):
+            ax.set_xlim(x0, x1)
+            ax.set_ylim(y0, y1)
+            ax.set_xlabel("$z_1$")
+            ax.set_ylabel("$z_2$")
+    if image is not None:
+        fig.colorbar(image, ax=axes[0::2, :].ravel().tolist(), label="density", shrink=0.6)
+    fig.suptitle(title)
+    return fig
