@@ -24,6 +24,7 @@ html:
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --doctest-modules nodelib -p no:cacheprovider   # the reference's examples
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval book/ --nbval-sanitize-with book/nbval_sanitize.cfg \

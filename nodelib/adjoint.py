@@ -91,6 +91,15 @@ class AugmentedDynamics:
         params: the tensors ``θ`` to differentiate with respect to.
         shape: the shape of the state ``z``.
         differentiable: build the products so that autograd can differentiate them once more.
+
+    Example:
+        >>> import torch, nodelib
+        >>> field = nodelib.MLPField(2, hidden=(8,))       # 50 parameters
+        >>> params = list(field.parameters())
+        >>> dynamics = nodelib.AugmentedDynamics(field, params, torch.Size([3, 2]))
+        >>> q = dynamics.pack(torch.randn(3, 2), torch.ones(3, 2), torch.zeros(50))
+        >>> [block.shape for block in dynamics.unpack(dynamics(torch.tensor(0.0), q))]
+        [torch.Size([3, 2]), torch.Size([3, 2]), torch.Size([50])]
     """
 
     def __init__(self, func: Callable, params: Sequence[Tensor], shape: torch.Size, *, differentiable: bool = False):
@@ -340,6 +349,17 @@ def odeint_adjoint(func: Callable, y0: Union[Tensor, Tuple[Tensor, ...]], t: Ten
         A tensor of shape ``(len(t), *y0.shape)`` (a tuple of them for a tuple state),
         differentiable with respect to ``y0``, ``t`` and the parameters, also twice
         (``create_graph=True``: the backward solve is then recorded).
+
+    Example:
+        >>> import torch, nodelib
+        >>> A = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], requires_grad=True)
+        >>> z0, t = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+        >>> z1 = nodelib.odeint_adjoint(lambda t, z: A @ z, z0, t, adjoint_params=A)[-1]
+        >>> z1[0].backward()  # z(1) = exp(A) z(0), so the gradient is that of exp(A)[0, 0]
+        >>> exact = torch.autograd.functional.jacobian(
+        ...     lambda M: torch.linalg.matrix_exp(M)[0, 0], A.detach())
+        >>> torch.allclose(A.grad, exact, atol=1e-5)
+        True
     """
     check_func(func)
     _refuse_function_transforms()

@@ -109,6 +109,17 @@ class PlanarLayer(nn.Module):
 
     The parameters are ``u`` (unconstrained), ``w`` and ``b``; :meth:`u_hat` gives the constrained
     ``û`` the map uses, with ``wᵀû > -1`` (eq. :eq:`planar-constraint`).
+
+    Example:
+        >>> import torch, nodelib
+        >>> layer = nodelib.PlanarLayer(2)
+        >>> z = torch.randn(5, 2)
+        >>> y, log_det = layer(z)
+        >>> back, log_det_back = layer.inverse(y)
+        >>> torch.allclose(back, z, atol=1e-5)
+        True
+        >>> torch.allclose(log_det + log_det_back, torch.zeros(5), atol=1e-6)
+        True
     """
 
     def __init__(self, dim: int, *, init_scale: float = 0.5):
@@ -190,6 +201,13 @@ class PlanarFlow(nn.Module):
     ``layers[0]`` is always applied first in the explicit direction. The model density is
     ``log p(x) = log N(z_0) + log|det ∂z_0/∂x|`` with ``z_0`` the base point of ``x``, eq.
     :eq:`stacked-flow-loglik`.
+
+    Example:
+        >>> import torch, nodelib
+        >>> flow = nodelib.PlanarFlow(2, 4)
+        >>> x = flow.sample(3, generator=torch.Generator().manual_seed(0))
+        >>> flow.log_prob(x).shape
+        torch.Size([3])
     """
 
     def __init__(self, dim: int, n_layers: int, *, direction: Direction = "normalizing", init_scale: float = 0.5):

@@ -13,6 +13,14 @@ def seed_everything(seed: int = 0, *, threads: int | None = None) -> None:
     """Seed Python's, NumPy's and PyTorch's generators; optionally fix PyTorch's CPU thread count.
 
     Returns nothing (a notebook cell ending with this call prints no object address).
+
+    Example:
+        >>> import torch, nodelib
+        >>> nodelib.seed_everything(3)
+        >>> first = torch.randn(2)
+        >>> nodelib.seed_everything(3)
+        >>> torch.equal(first, torch.randn(2))
+        True
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}.")

@@ -6,7 +6,7 @@ the next save of the same path removes). Checkpoints hold only tensors and plain
 numbers and strings, never pickled code, so :func:`load_checkpoint` reads them with
 ``torch.load(..., weights_only=True)``. A file that is truncated or corrupt all the same (a full
 disk, a copy cut short) gives :class:`CheckpointError` or, for JSON, a ``ValueError`` naming the
-file. Used by the training loops (:mod:`nodelib.training`) and the experiments (:mod:`nodelib.experiments`).
+file. Used by the training loops (``nodelib.training``) and the experiments (``nodelib.experiments``).
 """
 from __future__ import annotations
 

