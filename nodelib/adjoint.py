@@ -74,7 +74,10 @@ class _DifferentiableVJP(torch.autograd.Function):
     def backward(ctx, *grad_outputs):
         outputs, leaves = ctx.inner
         pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad and g is not None]
-        grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True)
+        # retain_graph: a caller may differentiate the same first gradient more than once (a Hessian,
+        # row by row), and each pass comes back through this inner graph.
+        grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True,
+                                    retain_graph=True)
         return (None, None) + tuple(grads)
 
 

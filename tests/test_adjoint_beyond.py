@@ -106,3 +106,17 @@ def test_cuda_matches_cpu():
     cpu = grads_all(nodelib.odeint_adjoint, func, y0, t, rtol=1e-10, atol=1e-10)
     gpu = grads_all(nodelib.odeint_adjoint, func.cuda(), y0.cuda(), t.cuda(), rtol=1e-10, atol=1e-10)
     assert rel([g.cpu() for g in gpu], cpu) < 1e-8
+
+
+def test_the_first_gradient_can_be_differentiated_more_than_once():
+    """A Hessian row by row: each row differentiates the same first gradient again."""
+    func = TimeMLP()
+    t = torch.tensor([0.0, 1.0])
+    hessians = []
+    for solve in (nodelib.odeint_adjoint, nodelib.odeint):
+        z0 = torch.randn(1, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64).requires_grad_()
+        loss = solve(func, z0, t, rtol=1e-10, atol=1e-12)[-1].pow(2).sum()
+        (grad,) = torch.autograd.grad(loss, z0, create_graph=True)
+        rows = [torch.autograd.grad(grad[0, i], z0, retain_graph=True)[0] for i in range(2)]
+        hessians.append(torch.cat(rows))
+    assert rel(hessians[0], hessians[1]) < 1e-7
