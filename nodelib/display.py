@@ -158,9 +158,10 @@ def plot_snapshots(snapshots: FlowSnapshots, *, title: str, data: Tensor, data_g
     """Draw :func:`flow_snapshots`: one panel per time, then the data, in rows of at most ``columns``
     panels, each row of densities above the row of samples at the same times.
 
-    Every density panel, the data's density ``data_grid`` (a ``GridDensity``, if given) included,
-    shares one colour scale, shown by one colour bar. ``data`` are points drawn in the last sample
-    panel. Returns the figure; ``title`` names the model and the data set above all panels.
+    Every density panel shares one colour scale, from 0 to the largest density of the flow, shown by
+    one colour bar; the data's density ``data_grid`` (a ``GridDensity``, if given) is drawn on the
+    same scale, and its title says "clipped" where it exceeds it. ``data`` are points drawn in the
+    last sample panel. Returns the figure; ``title`` names the model and the data set.
     """
     import matplotlib.pyplot as plt
 
@@ -169,7 +170,8 @@ def plot_snapshots(snapshots: FlowSnapshots, *, title: str, data: Tensor, data_g
     fig, axes = plt.subplots(2 * rows, columns, figsize=(3 * columns, 2.9 * 2 * rows), sharex=True,
                              sharey=True, layout="constrained", squeeze=False)
     grids = list(snapshots.grids) + [data_grid]
-    vmax = max(float(g.density.max()) for g in grids if g is not None)
+    vmax = max(float(g.density.max()) for g in snapshots.grids)
+    clipped = data_grid is not None and float(data_grid.density.max()) > vmax
     x0, x1, y0, y1 = snapshots.grids[0].extent
     image = None
     for i in range(rows * columns):
@@ -184,7 +186,8 @@ def plot_snapshots(snapshots: FlowSnapshots, *, title: str, data: Tensor, data_g
         else:
             image = top.imshow(grids[i].density.cpu().numpy(), origin="lower", extent=grids[i].extent,
                                cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
-            top.set_title(f"{data_label} density" if last else f"density at t = {snapshots.times[i]:g}")
+            top.set_title((f"{data_label} density" + (", clipped" if clipped else "")) if last
+                          else f"density at t = {snapshots.times[i]:g}")
         points = (data if last else snapshots.samples[i]).detach().cpu()
         bottom.scatter(points[:, 0].numpy(), points[:, 1].numpy(), s=1, alpha=0.5, color="k" if last else "C1")
         bottom.set_title(f"{data_label} points" if last else f"samples at t = {snapshots.times[i]:g}")

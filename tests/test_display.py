@@ -116,8 +116,15 @@ def test_plot_snapshots_shares_one_colour_scale_and_titles_every_panel():
                       "density at t = 0.75", "density at t = 1", "data density",
                       "samples at t = 0.75", "samples at t = 1", "data points"]
     limits = {ax.images[0].get_clim() for ax in axes if ax.images}
-    vmax = max(float(g.density.max()) for g in [*snaps.grids, data_grid])
+    vmax = max(float(g.density.max()) for g in snaps.grids)
     assert limits == {(0.0, vmax)}
+    # a data density above the flow's largest is drawn on the same scale, and said to be clipped
+    sharp = toy2d.grid_log_density(lambda x: cnf.base.log_prob(4 * x) + 2 * torch.log(torch.tensor(4.0)),
+                                   bounds=(-3, 3, -3, 3), resolution=10)
+    fig2 = plot_snapshots(snaps, title="stretch", data=data, data_grid=sharp)
+    assert fig2.axes[8].get_title() == "data density, clipped"
+    assert {ax.images[0].get_clim() for ax in fig2.axes[:-1] if ax.images} == {(0.0, vmax)}
+    plt.close(fig2)
     assert all(ax.get_xlabel() == "$z_1$" and ax.get_ylabel() == "$z_2$" for ax in axes)
     assert axes[-1].collections[0].get_offsets().shape == (20, 2)
     plt.close(fig)
