@@ -83,3 +83,15 @@ def test_sanitize_rules_all_parse_and_fire():
     assert [replace for _, replace in patterns] == list(samples)
     for regex, replace in patterns:
         assert re.sub(regex, replace, samples[replace]) != samples[replace]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_first_mentions_of_nodelib_link_to_the_library_reference(path):
+    from link_reference import link_first_mentions
+    nb = nbformat.read(path, as_version=4)
+    assert link_first_mentions(nb) == 0, "run tools/link_reference.py on the chapter"
+
+
+def test_the_landing_figure_is_chapter_8s():
+    from landing_figure import FIGURE, stored_png
+    assert FIGURE.read_bytes() == stored_png(), "run tools/landing_figure.py"
