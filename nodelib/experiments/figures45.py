@@ -4,7 +4,7 @@ The recorded full-scale results of :mod:`nodelib.experiments.density` collected 
 (:func:`kl_rows`, :func:`fig5_runs`, :func:`kl_frame`, :func:`ml_frame`, :func:`paired_frame`), and
 the figures: one per Fig. 4 target (the target once, a row of NFs and a row of CNFs, one column per
 size), one per Fig. 5 data set, and the divergences against the size over all targets
-(:func:`plot_kl_against_size`). What the paper itself did is :data:`density.PAPER`.
+(:func:`plot_kl_against_size`). What the paper itself did is :data:`~nodelib.experiments.density.PAPER`.
 
 A full-scale run keeps its numbers in ``results.json`` and its figures as PNG files beside it
 (``fig4-<target>.png``, ``fig5.png``); its checkpoints stay with the run and are not in the
@@ -37,13 +37,13 @@ __all__ = ["PAPER_FIG4_TARGETS", "run_quietly", "kl_rows", "fig5_runs", "kl_text
            "FIG4_BOUNDS", "FIG5_BOUNDS"]
 
 #: The paper's Fig. 4 shows three target densities (rows 1 to 3 of the figure; its text does not
-#: name them), beside :data:`density.PAPER`'s sizes and iterations. Neither of its figures states
+#: name them), beside :data:`~nodelib.experiments.density.PAPER`'s sizes and iterations. Neither of its figures states
 #: the sizes of the CNF's hypernetwork.
 PAPER_FIG4_TARGETS = 3
 
-#: The square in which Fig. 4's samples are drawn (that of :func:`density.plot_density_matching`).
+#: The square in which Fig. 4's samples are drawn (that of :func:`~nodelib.experiments.density.plot_density_matching`).
 FIG4_BOUNDS = (-4.0, 4.0, -4.0, 4.0)
-#: Fig. 5's squares per data set (those of :func:`density.plot_maximum_likelihood`).
+#: Fig. 5's squares per data set (those of :func:`~nodelib.experiments.density.plot_maximum_likelihood`).
 FIG5_BOUNDS = {"two_circles": (-1.6, 1.6, -1.6, 1.6), "two_moons": (-3.5, 3.5, -3.5, 3.5)}
 
 _TARGET_NAMES = {"u1": "a ring in two lobes", "u2": "a sine-shaped band", "u3": "the band split in two",
@@ -55,7 +55,7 @@ _DATASET_NAMES = {"two_circles": "two circles", "two_moons": "two moons"}
 def run_quietly(preset: str = "quick", **kwargs):
     """``density.run(preset, return_models=True, verbose=False, **kwargs)`` without its progress lines.
 
-    Returns ``(results, models)`` as :func:`density.run` does. The lines a run prints belong to the
+    Returns ``(results, models)`` as :func:`~nodelib.experiments.density.run` does. The lines a run prints belong to the
     command line; a chapter shows the results instead.
     """
     with contextlib.redirect_stdout(io.StringIO()):
@@ -67,7 +67,7 @@ def kl_rows(recorded: Sequence[Tuple[pathlib.Path, dict]]) -> Dict[Tuple[str, in
     """The Fig. 4 rows of every complete recorded run, by ``(target, size)``.
 
     ``recorded`` is :func:`nodelib.experiments.runs.recorded_results`'s list for ``"cnf-vs-nf"``;
-    runs over different sizes of one target add up. Each row is one of :func:`density.kl_table`'s,
+    runs over different sizes of one target add up. Each row is one of :func:`~nodelib.experiments.density.kl_table`'s,
     with the run's folder added as ``"run"``.
 
     Raises:
@@ -181,7 +181,7 @@ class Panel:
 
     ``image`` is the pixels inside the frame (rows top to bottom); ``inset`` the fractions
     ``(left, right, bottom, top)`` of the framed box that the crop spans, so that a panel drawn over
-    ``bounds = (x0, x1, y0, y1)`` is shown over :meth:`extent`.
+    ``bounds = (x0, x1, y0, y1)`` is shown over ``extent``.
     """
 
     image: np.ndarray
