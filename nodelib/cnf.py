@@ -42,7 +42,8 @@ class StandardNormal:
     Example:
         >>> import math, torch, nodelib
         >>> base = nodelib.StandardNormal(2)
-        >>> round(base.log_prob(torch.zeros(1, 2)).item(), 6) == round(-math.log(2 * math.pi), 6)
+        >>> log_p = base.log_prob(torch.zeros(1, 2)).item()
+        >>> round(log_p, 6) == round(-math.log(2 * math.pi), 6)
         True
     """
 

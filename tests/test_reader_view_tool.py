@@ -63,19 +63,20 @@ def test_text_outputs_skip_the_plain_text_of_figures_and_html():
 
 
 # ------------------------------------------------------------------------------------ widths
-def test_wide_code_lines_only_in_visible_code():
+def test_wide_code_lines_in_visible_and_folded_code():
     nb = notebook(
         new_markdown_cell(LONG),                                  # markdown: not code
         code("short\n" + LONG + "\n" + "y" * 88),                # 88 is allowed
         code(LONG, tags=["remove-cell"]),
         code(LONG, tags=["remove-input"]),
-        code(LONG, tags=["hide-input"]),
+        code(LONG, tags=["hide-input"]),                         # folded: a reader may unfold it
         code(LONG, tags=["hide-cell"]),
         code(LONG, tags=["remove-output"]),                      # its source is shown
         code("\t" + "y" * 84),                                    # a tab counts as 8
     )
     assert rv.wide_code_lines(nb, chapter="c") == [
-        V("c", 1, "code", 2, LONG), V("c", 6, "code", 1, LONG), V("c", 7, "code", 1, "\t" + "y" * 84)]
+        V("c", 1, "code", 2, LONG), V("c", 4, "code", 1, LONG), V("c", 5, "code", 1, LONG),
+        V("c", 6, "code", 1, LONG), V("c", 7, "code", 1, "\t" + "y" * 84)]
     assert rv.wide_code_lines(nb, limit=200) == []
 
 

@@ -37,6 +37,8 @@ import nbformat
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WIDTH = 88
 HIDE_SOURCE = frozenset({"remove-cell", "remove-input", "hide-input", "hide-cell"})
+#: Sources a reader can unfold ("show code"): folded, not removed, so their lines must fit the column too.
+FOLDED_SOURCE = frozenset({"hide-input", "hide-cell"})
 HIDE_OUTPUT = frozenset({"remove-cell", "remove-output", "hide-output", "hide-cell"})
 RICH_MIME = ("text/html", "text/markdown", "text/latex", "image/")   # text/plain then not shown
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -113,10 +115,12 @@ def _width(line: str) -> int:
 
 # ----------------------------------------------------------------------------------- the checks
 def wide_code_lines(nb, limit: int = WIDTH, *, chapter: str = "") -> list[Violation]:
-    """Visible code lines longer than ``limit`` characters."""
+    """Code lines longer than ``limit`` characters, in visible cells and in folded ones (a reader
+    who presses "show code" sees those too)."""
     return [Violation(chapter, i, "code", n, line)
             for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-            for n, line in enumerate(_source_lines(cell), 1) if _width(line) > limit]
+            for n, line in enumerate(cell.source.splitlines() if source_visible(cell) or _tags(cell) & FOLDED_SOURCE
+                                     else [], 1) if _width(line) > limit]
 
 
 def wide_output_lines(nb, limit: int = WIDTH, *, chapter: str = "") -> list[Violation]:
