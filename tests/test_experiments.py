@@ -374,3 +374,14 @@ def test_command_line_refuses_root_for_the_digits(tmp_path, capsys):
         _, err = command_line_error(capsys, argv)
         assert "root=" in err and "'digits' takes none" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_provenance_records_a_command_a_shell_can_run(monkeypatch):
+    import shlex
+    import sys
+    from nodelib.experiments.runs import provenance
+    argv = ["/x/nodelib/experiments/__main__.py", "density", "--set", "ml_hidden=(32, 32)", "--out", "a b"]
+    monkeypatch.setattr(sys, "argv", argv)
+    command = provenance(torch.device("cpu"))["command"]
+    assert command == "python -m nodelib.experiments density --set 'ml_hidden=(32, 32)' --out 'a b'"
+    assert shlex.split(command)[3:] == argv[1:]

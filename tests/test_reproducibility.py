@@ -35,9 +35,9 @@ def test_every_recorded_run_is_on_the_page_with_its_command():
 
 
 def test_describe_and_training_time_on_synthetic_runs(tmp_path):
-    mnist = {"experiment": "mnist-table1", "dataset": "fashion", "models_requested": ["resnet", "odenet"],
+    mnist = {"experiment": "mnist-table1", "status": "complete", "dataset": "fashion", "models_requested": ["resnet", "odenet"],
              "config": {"seed": 1}, "models": {"resnet": {"train_time_s": 60.0}, "odenet": {"train_time_s": 30.0}}}
-    density = {"experiment": "cnf-vs-nf", "parts": ["kl", "ml"],
+    density = {"experiment": "cnf-vs-nf", "status": "complete", "parts": ["kl", "ml"],
                "config": {"targets": ["u1", "u3"], "sizes": [2, 8], "datasets": ["two_moons"]},
                "density_matching": {"u1": {"nf": {"2": {"train_time_s": 5.0}}, "cnf": {"2": {"train_time_s": 7.0}}}},
                "maximum_likelihood": {"two_moons": {"nf": {"0": {"train_time_s": 1.5}}, "cnf": {}}}}
@@ -45,12 +45,18 @@ def test_describe_and_training_time_on_synthetic_runs(tmp_path):
     assert describe(density) == ("Fig. 4 (density matching) on U1, U3, K = M = 2, 8; "
                                  "Fig. 5 (maximum likelihood) on two moons")
     assert (training_seconds(mnist), training_seconds(density)) == (90.0, 13.5)
+    paper = {**density, "parts": ["ml"], "config": {"datasets": ["two_circles"], "ml_width": 64, "ml_nf_layers": 64,
+                                                    "seed": 1}}
+    assert describe(paper) == ("Fig. 5 (maximum likelihood) on two circles, CNF of 64 units against NF of 64 "
+                               "layers, seed 1")
     for name, results in (("a", mnist), ("b", density)):
         (tmp_path / name).mkdir()
         provenance = {"device": "cpu", "device_name": "CPU X", "cpu_threads": 2, "python": "3.11", "torch": "2",
                       "torchdiffeq": "0.2.5", "nodelib": "0.1.0", "date": "2026-01-02T03:04:05",
                       "command": "python -m nodelib.experiments mnist --preset full --out x"}
         (tmp_path / name / "results.json").write_text(json.dumps({**results, "provenance": provenance}))
+    (tmp_path / "c").mkdir()  # a run still going is left out
+    (tmp_path / "c" / "results.json").write_text(json.dumps({**mnist, "status": "running", "provenance": provenance}))
     text = page(tmp_path)
     row = next(line for line in text.splitlines() if line.startswith("| Table 1"))
     assert [cell.strip() for cell in row.strip("|").split("|")] == [

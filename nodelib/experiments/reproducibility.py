@@ -9,6 +9,7 @@ show results and leave how and where they were made to this one page.
 from __future__ import annotations
 
 import pathlib
+import textwrap
 from typing import List, Tuple, Union
 
 from ..storage import read_json
@@ -21,8 +22,10 @@ _DATASETS = {"mnist": "MNIST", "fashion": "Fashion-MNIST", "digits": "the 8x8 di
 
 
 def recorded_runs(folder: PathLike) -> List[Tuple[pathlib.Path, dict]]:
-    """Every ``DIR/results.json`` directly below ``folder``, with its contents, sorted by folder name."""
-    return [(path, read_json(path)) for path in sorted(pathlib.Path(folder).glob("*/results.json"))]
+    """Every complete run below ``folder`` (``DIR/results.json``), with its contents, sorted by folder
+    name; a run still going, or stopped before its end, is not a recorded result yet."""
+    found = [(path, read_json(path)) for path in sorted(pathlib.Path(folder).glob("*/results.json"))]
+    return [(path, results) for path, results in found if results.get("status") == "complete"]
 
 
 def index(folder: PathLike) -> str:
@@ -50,7 +53,11 @@ def describe(results: dict) -> str:
                 parts.append(f"{_FIGURES[part]} on {targets}, K = M = {sizes}")
             else:
                 datasets = ", ".join(d.replace("_", " ") for d in config.get("datasets", []))
-                parts.append(f"{_FIGURES[part]} on {datasets}")
+                layers = config.get("ml_nf_layers")
+                how = (f", CNF of {config.get('ml_width')} units against NF of {layers} layers"
+                       if layers else "")
+                seed = f", seed {config['seed']}" if config.get("seed") else ""
+                parts.append(f"{_FIGURES[part]} on {datasets}{how}{seed}")
         return "; ".join(parts)
     return str(results.get("experiment"))
 
@@ -106,7 +113,8 @@ def page(folder: PathLike, *, repository_folder: str = "results") -> str:
                      "training": _duration(training_seconds(results))})
         software.add(f"Python {prov.get('python')}, torch {prov.get('torch')}, torchdiffeq {prov.get('torchdiffeq')}, "
                      f"nodelib {prov.get('nodelib')}")
-        commands.append(f"# {describe(results)}\n{_command(prov.get('command', '?'))}")
+        comment = "\n".join(textwrap.wrap(describe(results), 82, initial_indent="# ", subsequent_indent="# "))
+        commands.append(f"{comment}\n{_command(prov.get('command', '?'))}")
     return "\n".join([
         "# Reproducibility",
         "",

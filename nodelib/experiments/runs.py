@@ -12,6 +12,7 @@ import datetime
 import os
 import pathlib
 import platform
+import shlex
 import sys
 import tempfile
 from typing import Any, Optional, Union
@@ -89,7 +90,7 @@ def provenance(device: torch.device, **extra: Any) -> dict:
         program = pathlib.Path(sys.argv[0])
         program = ("python -m nodelib.experiments" if program.parent.name == "experiments"
                    and program.name == "__main__.py" else program.name)
-        command = " ".join([program, *sys.argv[1:]])
+        command = " ".join([program, *map(shlex.quote, sys.argv[1:])])  # (as a shell would need it)
     return {
         "device": str(device),
         "device_name": name,
