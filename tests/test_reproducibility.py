@@ -29,7 +29,7 @@ def test_every_recorded_run_is_on_the_page_with_its_command():
     runs = recorded_runs(ROOT / "results")
     assert len(runs) >= 13
     for path, results in runs:
-        assert f"`results/{path.parent.name}`" in text
+        assert f"`{path.parent.name}`" in text
         assert results["provenance"]["command"].split(" --")[0] in text
         assert all(len(line) <= 88 for line in text.split("```bash")[1].split("```")[0].splitlines())
 
@@ -60,7 +60,7 @@ def test_describe_and_training_time_on_synthetic_runs(tmp_path):
     text = page(tmp_path)
     row = next(line for line in text.splitlines() if line.startswith("| Table 1"))
     assert [cell.strip() for cell in row.strip("|").split("|")] == [
-        "Table 1 on Fashion-MNIST: ResNet, ODE-Net, seed 1", "`results/a`", "CPU X, 2 threads", "2026-01-02", "2 min"]
+        "Table 1 on Fashion-MNIST: ResNet, ODE-Net, seed 1", "`a`", "CPU X, 2 threads", "2026-01-02", "2 min"]
     assert "The 2 recorded runs." in text
 
 

@@ -108,7 +108,7 @@ def page(folder: PathLike, *, repository_folder: str = "results") -> str:
         threads = prov.get("cpu_threads")
         device = (f"{prov.get('device_name')}, {threads} thread{'s' if threads != 1 else ''}"
                   if prov.get("device") == "cpu" else f"{prov.get('device_name')} ({prov.get('device')})")
-        rows.append({"result": describe(results), "folder": f"`{repository_folder}/{path.parent.name}`",
+        rows.append({"result": describe(results), f"folder in `{repository_folder}/`": f"`{path.parent.name}`",
                      "device": device, "finished": str(prov.get("date", "?"))[:10],
                      "training": _duration(training_seconds(results))})
         software.add(f"Python {prov.get('python')}, torch {prov.get('torch')}, torchdiffeq {prov.get('torchdiffeq')}, "
