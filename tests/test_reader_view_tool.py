@@ -250,13 +250,20 @@ def test_check_and_main_on_files(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(rv, "ROOT", tmp_path)
     found = rv.check(book / "01_one.ipynb")
     assert {k: len(v) for k, v in found.items()} == {
-        "code>88": 1, "out>88": 0, "builder": 0, "eq-label": 1, "tables": 0, "boxes": 1}
+        "code>88": 1, "out>88": 0, "builder": 0, "eq-label": 1, "tables": 0, "boxes": 1, "math": 0}
     assert rv.load(book / "intro.md").cells[0].source.startswith("# Intro")
     assert rv.main([]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2].split() == ["01_one.ipynb", "1", "0", "0", "1", "0", "1", "2", "/", "3,000"]
-    assert lines[3].split() == ["intro.md", "0", "0", "2", "0", "0", "0", "8", "/", "3,000"]
+    assert lines[2].split() == ["01_one.ipynb", "1", "0", "0", "1", "0", "1", "0", "2", "/", "3,000"]
+    assert lines[3].split() == ["intro.md", "0", "0", "2", "0", "0", "0", "0", "8", "/", "3,000"]
     assert rv.main(["--details", "intro"]) == 0
     details = capsys.readouterr().out
     assert "cell 0 markdown line 3: run remark: session" in details
     assert "cell 0 markdown line 3: machine: this CPU" in details
+
+
+def test_broken_math_finds_a_formula_split_into_a_list_item():
+    nb = notebook(new_markdown_cell("The sum $a\n+ b$ is fine?\n\n- a real item\n- $x$ another\n"
+                                    "and $c\n- d$ too"))
+    assert rv.broken_math(nb, chapter="c") == [V("c", 0, "markdown", 2, "+ b$ is fine?"),
+                                               V("c", 0, "markdown", 7, "- d$ too")]

@@ -11,6 +11,7 @@ breaks a rule of the reader's view (shared/GUIDE.md, "The reader's view"):
   reader sees equation numbers;
 - :func:`printed_tables`: tables printed as text instead of returned as a DataFrame;
 - :func:`output_boxes`: cells that show more than one text output box;
+- :func:`broken_math`: inline formulas that a line break turns into a Markdown list;
 - :func:`prose_words`: the number of words of prose (markdown without math), against
   :func:`word_limit`.
 
@@ -324,6 +325,25 @@ def word_limit(chapter: str) -> int:
 
 
 # ----------------------------------------------------------------------------------- the report
+def broken_math(nb, *, chapter: str = "") -> list[Violation]:
+    """Markdown lines that start with ``+``, ``-``, ``*`` or ``1.`` and a space inside inline math (an
+    odd number of ``$`` earlier in the paragraph): Markdown reads them as list items, and the
+    formula prints as raw TeX."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        dollars = 0
+        for n, line in enumerate(cell.source.split("\n"), 1):
+            if not line.strip():
+                dollars = 0
+                continue
+            if re.match(r"\s*([+*-]|\d+\.)\s", line) and dollars % 2:
+                found.append(Violation(chapter, i, "markdown", n, line))
+            dollars += len(re.findall(r"(?<!\\)\$", line.replace("$$", "")))
+    return found
+
+
 CHECKS: dict[str, Callable[..., list[Violation]]] = {
     "code>88": wide_code_lines,
     "out>88": wide_output_lines,
@@ -331,6 +351,7 @@ CHECKS: dict[str, Callable[..., list[Violation]]] = {
     "eq-label": internal_equation_labels,
     "tables": printed_tables,
     "boxes": output_boxes,
+    "math": broken_math,
 }
 
 
