@@ -6,7 +6,7 @@ The public surface, by chapter of the book:
 * :func:`odeint`, :class:`SolveStats`, :class:`SolverError` - black-box solves with counts and guards;
 * :class:`MLPField` - the free-form vector field ``f(z, t) = MLP([z, t])``; :class:`ConvField` - the
   ODE-Net's time-concatenated convolutional field (chapter "ODE-Net on MNIST");
-* :func:`trace_exact`, :func:`trace_hutchinson`, :func:`draw_noise` - ``tr ∇_§1 f`` (Theorem 2);
+* :func:`trace_exact`, :func:`trace_hutchinson`, :func:`draw_noise` - ``tr ∇_z f`` (Theorem 2);
 * :class:`CNF`, :class:`StandardNormal`, :func:`log_prob_gradients` - continuous normalizing flows;
 * :func:`fit_density`, :func:`mean_nll` - maximum-likelihood training of density models; :func:`fit_kl` -
   fitting a flow to an unnormalised density by KL(q‖p);

@@ -2,10 +2,10 @@
 
 A CNF carries a base density ``p_{t0}`` (standard normal by default) along ``dz/dt = f(z, t, θ)``
 from ``t0`` to ``t1``. By the instantaneous change of variables (eq. :eq:`inst-change`),
-``d log p_t(z(t))/dt = -tr ∇_§1 f(z(t), t, θ)``, so the density of a data point ``x`` follows from
+``d log p_t(z(t))/dt = -tr ∇_z f(z(t), t, θ)``, so the density of a data point ``x`` follows from
 one solve of the augmented system :eq:`cnf-augmented` backwards in time, from ``t1`` to ``t0``,
 
-    d/dt [z, Δ] = [f(z, t, θ), -tr ∇_§1 f(z, t, θ)],     [z, Δ](t1) = [x, 0],
+    d/dt [z, Δ] = [f(z, t, θ), -tr ∇_z f(z, t, θ)],     [z, Δ](t1) = [x, 0],
 
 where ``Δ(t) = log p_t(z(t)) - log p_{t1}(x)``; then ``log p_{t1}(x) = log p_{t0}(z(t0)) - Δ(t0)``
 (eq. :eq:`cnf-logp`). Sampling is the forward solve of ``dz/dt = f`` from ``z(t0) ~ p_{t0}``.
@@ -37,7 +37,7 @@ GRADIENT_FORMULAS = ("derived", "note", "without_trace")
 
 
 class StandardNormal:
-    """The standard normal density on ``R^d``, the default base density ``p_{t0}`` of a :class:`CNF`.
+    """The standard normal density on ``Rⁿ``, the default base density ``p_{t0}`` of a :class:`CNF`.
 
     Example:
         >>> import math, torch, nodelib
@@ -53,7 +53,7 @@ class StandardNormal:
         self.dim = dim
 
     def log_prob(self, z: Tensor) -> Tensor:
-        """``log N(z; 0, I)`` for ``z`` of shape ``(..., d)``; returns shape ``z.shape[:-1]``."""
+        """``log N(z; 0, I)`` for ``z`` of shape ``(..., n)``; returns shape ``z.shape[:-1]``."""
         return standard_normal_log_prob(z)
 
     def sample(self, n: int, *, generator: Optional[torch.Generator] = None,
@@ -84,14 +84,14 @@ class _AugmentedField:
 
 
 class CNF(nn.Module):
-    """A continuous normalizing flow ``dz/dt = f(z, t, θ)`` on ``R^d``, from ``t0`` (base) to ``t1`` (data).
+    """A continuous normalizing flow ``dz/dt = f(z, t, θ)`` on ``Rⁿ``, from ``t0`` (base) to ``t1`` (data).
 
     Args:
-        field: the vector field ``f``, called as ``field(t, z)`` on ``z`` of shape ``(B, d)`` (e.g.
+        field: the vector field ``f``, called as ``field(t, z)`` on ``z`` of shape ``(B, n)`` (e.g.
             :class:`nodelib.MLPField`). Its parameters are the CNF's ``θ``.
-        dim: the dimension ``d``; defaults to ``field.dim``.
+        dim: the dimension ``n``; defaults to ``field.dim``.
         t0, t1: the times of the base density and of the data.
-        trace: how ``tr ∇_§1 f`` is obtained: ``"exact"`` (:func:`nodelib.trace_exact`),
+        trace: how ``tr ∇_z f`` is obtained: ``"exact"`` (:func:`nodelib.trace_exact`),
             ``"hutchinson"`` (:func:`nodelib.trace_hutchinson`, one probe per solve) or
             ``"closed_form"`` (the field's own ``divergence(t, z)`` method, e.g. gated planar
             dynamics).
@@ -133,7 +133,7 @@ class CNF(nn.Module):
         self.noise = check_noise_type(noise)
         if trace == "closed_form" and not callable(getattr(field, "divergence", None)):
             raise ValueError(f"trace='closed_form' needs a field with a divergence(t, z) method returning "
-                             f"tr ∇_§1 f of shape (B,); {type(field).__name__} has none. Use trace='exact' or "
+                             f"tr ∇_z f of shape (B,); {type(field).__name__} has none. Use trace='exact' or "
                              f"trace='hutchinson'.")
         base = StandardNormal(dim) if base is None else base
         if not (callable(getattr(base, "log_prob", None)) and callable(getattr(base, "sample", None))):
@@ -153,7 +153,7 @@ class CNF(nn.Module):
     # -- pieces --------------------------------------------------------------------------------
     def field_and_divergence(self, t: Tensor, z: Tensor, *, noise: Optional[Tensor] = None,
                              create_graph: Optional[bool] = None) -> Tuple[Tensor, Tensor]:
-        """``f(t, z)`` and ``tr ∇_§1 f(z, t)`` (or Hutchinson's estimate with probe ``noise``).
+        """``f(t, z)`` and ``tr ∇_z f(z, t)`` (or Hutchinson's estimate with probe ``noise``).
 
         ``create_graph`` defaults to ``torch.is_grad_enabled()``: the trace is then differentiable
         with respect to ``z`` and ``θ``.
@@ -217,7 +217,7 @@ class CNF(nn.Module):
     # -- the model -----------------------------------------------------------------------------
     def log_prob(self, x: Tensor, *, generator: Optional[torch.Generator] = None,
                  stats: Optional[SolveStats] = None) -> Tensor:
-        """``log p_{t1}(x)`` for a batch ``x`` of shape ``(B, d)``; returns shape ``(B,)``.
+        """``log p_{t1}(x)`` for a batch ``x`` of shape ``(B, n)``; returns shape ``(B,)``.
 
         Solves eq. :eq:`cnf-augmented` from ``t1`` to ``t0`` starting at ``[x, 0]`` and applies
         eq. :eq:`cnf-logp`. With ``trace="hutchinson"`` one probe per point is drawn (from
@@ -238,7 +238,7 @@ class CNF(nn.Module):
         return end[:, :-1], end[:, -1]
 
     def transform(self, z0: Tensor, *, stats: Optional[SolveStats] = None) -> Tensor:
-        """The solve map from ``t0`` to ``t1``: ``z(t1)`` for ``z(t0) = z0`` of shape ``(B, d)``."""
+        """The solve map from ``t0`` to ``t1``: ``z(t1)`` for ``z(t0) = z0`` of shape ``(B, n)``."""
         self._check_data(z0, "z0")
         t = torch.tensor([self.t0, self.t1], dtype=z0.dtype, device=z0.device)
         return self._solve(self.field, z0, t, stats)[-1]
@@ -304,9 +304,9 @@ class CNF(nn.Module):
 
 
 class _GradientODE:
-    """The right-hand side of eq. :eq:`logp-gradient-ode` on a flat state ``[z, g, h]``.
+    """The right-hand side of eq. :eq:`logp-gradient-ode` on a flat state ``[z, γ_z, γ_θ]``.
 
-    ``z`` has shape ``(B, d)``, ``g = ∇_z log p_t(z(t))`` shape ``(B, d)``, and ``h`` is the sum over
+    ``z`` has shape ``(B, n)``, ``γ_z = ∇_z log p_t(z(t))`` shape ``(B, n)``, and ``γ_θ`` is the sum over
     the batch of ``∇_θ log p_t(z(t))`` (``z(t)`` held fixed), flattened over the parameters.
     """
 
@@ -321,11 +321,11 @@ class _GradientODE:
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
             f_z, div = self.cnf.field_and_divergence(t, z, noise=self.noise, create_graph=True)
-            if self.formula == "derived":  # d[g, h]/dt = -(g ∇_§1 f + ∇_§1 tr, g ∇_§3 f + ∇_§3 tr)
+            if self.formula == "derived":  # d[γ_z, γ_θ]/dt = -(γ_z ∇_z f + ∇_z tr, γ_z ∇_θ f + ∇_θ tr)
                 scalar = -((g * f_z).sum() + div.sum())
-            elif self.formula == "note":  # d[g, h]/dt = +(g ∇_§1 f, g ∇_§3 f)
+            elif self.formula == "note":  # d[γ_z, γ_θ]/dt = +(γ_z ∇_z f, γ_z ∇_θ f)
                 scalar = (g * f_z).sum()
-            else:  # d[g, h]/dt = -(g ∇_§1 f, g ∇_§3 f)
+            else:  # d[γ_z, γ_θ]/dt = -(γ_z ∇_z f, γ_z ∇_θ f)
                 scalar = -(g * f_z).sum()
             grads = torch.autograd.grad(scalar, (z,) + self.params, allow_unused=True)
         grads = [torch.zeros_like(x) if gr is None else gr for gr, x in zip(grads, (z,) + self.params)]
@@ -338,10 +338,10 @@ def log_prob_gradients(cnf: CNF, x: Tensor, *, formula: str = "derived", generat
     """``∇_x log p_{t1}(x)`` and ``∇_θ Σ_b log p_{t1}(x_b)`` by one ODE solved forwards in time.
 
     First ``z(t0)`` is found by the reverse solve of ``dz/dt = f``. Then, with
-    ``g(t) = ∇_§1 log p*(z(t), t, θ)`` and ``h(t) = ∇_§3 log p*(z(t), t, θ)`` along the trajectory
+    ``γ_z(t) = ∇_z log p*(z(t), t, θ)`` and ``γ_θ(t) = ∇_θ log p*(z(t), t, θ)`` along the trajectory
     (eq. :eq:`logp-gradient-ode`, chapter "Generative modelling with continuous normalizing flows"),
 
-        dz/dt = f,   dg/dt = -g ∇_§1 f - ∇_§1 tr ∇_§1 f,   dh/dt = -g ∇_§3 f - ∇_§3 tr ∇_§1 f,
+        dz/dt = f,   dγ_z/dt = -γ_z ∇_z f - ∇_z tr ∇_z f,   dγ_θ/dt = -γ_z ∇_θ f - ∇_θ tr ∇_z f,
 
     from ``(z(t0), ∇ log p_{t0}(z(t0)), 0)`` to ``t1``; ``g(t1)`` and ``h(t1)`` are the gradients.
     The base density is taken to be independent of ``θ`` (``h(t0) = 0``); ``x`` need not require grad.
@@ -349,16 +349,16 @@ def log_prob_gradients(cnf: CNF, x: Tensor, *, formula: str = "derived", generat
     Args:
         cnf: the flow; its ``trace`` setting gives the divergence and its gradients (``"exact"`` or
             ``"closed_form"`` give exact gradients; ``"hutchinson"`` the gradients of an estimate).
-        x: data points, shape ``(B, d)``.
-        formula: ``"derived"`` (above); ``"note"``, the note's ``dg/dt = +g ∇_§1 f``,
-            ``dh/dt = +g ∇_§3 f``; or ``"without_trace"``, the derived ODE without its trace terms.
+        x: data points, shape ``(B, n)``.
+        formula: ``"derived"`` (above); ``"note"``, the note's ``dγ_z/dt = +γ_z ∇_z f``,
+            ``dγ_θ/dt = +γ_z ∇_θ f``; or ``"without_trace"``, the derived ODE without its trace terms.
             The last two are wrong; they are here so that the book can show them failing.
         generator: for Hutchinson's probe.
         rtol, atol: tolerances of both solves (default: the CNF's).
         stats: a :class:`nodelib.SolveStats` for the evaluation counts.
 
     Returns:
-        ``(grad_x, grad_theta)``: a tensor of shape ``(B, d)`` and a list with one tensor per
+        ``(grad_x, grad_theta)``: a tensor of shape ``(B, n)`` and a list with one tensor per
         parameter of ``cnf.field`` (zeros for parameters that do not require grad).
 
     Example:

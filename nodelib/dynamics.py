@@ -3,7 +3,7 @@
 ``MLPField`` is the free-form field of Parts I and II: a multilayer perceptron on the state with
 the time appended to its input, ``f(z, t) = MLP([z, t])`` (chapter "From residual networks to
 ODEs"). ``GatedPlanarField`` is the continuous planar flow of Part II, a gated sum of planar terms
-whose divergence ``tr ∇_§1 f`` has a closed form (chapter "Continuous planar flows");
+whose divergence ``tr ∇_z f`` has a closed form (chapter "Continuous planar flows");
 ``HyperPlanarField`` is the paper's version, whose planar units come from a hypernetwork of ``t``
 (chapter "CNF against NF"). ``ConvField`` is the time-concatenated convolutional field of the
 ODE-Net of Chen et al., acting on feature maps (chapter "ODE-Net on MNIST").
@@ -62,21 +62,21 @@ class MLPField(nn.Module):
 
 
 class GatedPlanarField(nn.Module):
-    """Gated planar dynamics ``f(z, t) = Σ_k σ_k(t) u_k h(w_kᵀz + b_k)``, ``h = tanh`` (eq. :eq:`gated-planar-field`).
+    """Gated planar dynamics ``f(z, t) = Σ_m σ_m(t) u_m h(w_mᵀz + b_m)``, ``h = tanh`` (eq. :eq:`gated-planar-field`).
 
-    Each of the ``K`` terms is the field of one planar flow; the gates ``σ(t) ∈ [0, 1]^K`` come from
+    Each of the ``M`` terms is the field of one planar flow; the gates ``σ(t) ∈ [0, 1]^M`` come from
     a small network on ``t`` (linear, tanh, linear, sigmoid) and switch the terms on and off over
     time, as a stack of planar layers applies its layers one after another (chapter "Continuous
-    planar flows", after :cite:`chen2018neural`). Every term has its own offset ``b_k``: with one
-    shared ``b`` the ``K`` hyperplanes ``w_kᵀz + b = 0`` could not be placed independently.
+    planar flows", after :cite:`chen2018neural`). Every term has its own offset ``b_m``: with one
+    shared ``b`` the ``M`` hyperplanes ``w_mᵀz + b = 0`` could not be placed independently.
 
     Args:
         dim: dimension ``n`` of the state ``z``.
-        n_components: the number ``K`` of planar terms.
+        n_components: the number ``M`` of planar terms (the note writes ``K``).
         gate_hidden: width of the gate network's hidden layer.
-        init_scale: standard deviation of the initial ``u_k``, ``w_k`` and ``b_k``.
+        init_scale: standard deviation of the initial ``u_m``, ``w_m`` and ``b_m``.
 
-    :meth:`divergence` gives ``tr ∇_§1 f = Σ_k σ_k(t) (u_kᵀw_k) h'(w_kᵀz + b_k)`` in closed form
+    :meth:`divergence` gives ``tr ∇_z f = Σ_m σ_m(t) (u_mᵀw_m) h'(w_mᵀz + b_m)`` in closed form
     (eq. :eq:`gated-planar-trace`), at the cost of one evaluation of ``f``.
 
     Example:
@@ -101,7 +101,7 @@ class GatedPlanarField(nn.Module):
                                   nn.Sigmoid())
 
     def gates(self, t: Tensor | float) -> Tensor:
-        """The gates ``σ(t) ∈ [0, 1]^K`` at the scalar time ``t``: shape ``(K,)``."""
+        """The gates ``σ(t) ∈ [0, 1]^M`` at the scalar time ``t``: shape ``(M,)``."""
         ref = self.w
         t = torch.as_tensor(t, dtype=ref.dtype, device=ref.device)
         if t.numel() != 1:
@@ -122,7 +122,7 @@ class GatedPlanarField(nn.Module):
         return (self.gates(t) * torch.tanh(self._pre_activation(z))) @ self.u
 
     def divergence(self, t: Tensor, z: Tensor) -> Tensor:
-        """``tr ∇_§1 f(z, t) = Σ_k σ_k(t) (u_kᵀw_k) h'(w_kᵀz + b_k)``, shape ``(...,)`` (eq. :eq:`gated-planar-trace`)."""
+        """``tr ∇_z f(z, t) = Σ_m σ_m(t) (u_mᵀw_m) h'(w_mᵀz + b_m)``, shape ``(...,)`` (eq. :eq:`gated-planar-trace`)."""
         h = torch.tanh(self._pre_activation(z))
         return (1 - h * h) @ (self.gates(t) * (self.u * self.w).sum(-1))
 
@@ -145,7 +145,7 @@ class HyperPlanarField(nn.Module):
 
     Parameters: ``Σ_l (a_l + 1) a_{l+1}`` over the layers of widths ``a = (1, *hidden, M (2n + 2))``
     (:meth:`count_parameters`). :meth:`divergence` gives
-    ``tr ∇_§1 f = Σ_m σ_m(t) (u_m(t)ᵀw_m(t)) h'(w_m(t)ᵀz + b_m(t))`` in closed form
+    ``tr ∇_z f = Σ_m σ_m(t) (u_m(t)ᵀw_m(t)) h'(w_m(t)ᵀz + b_m(t))`` in closed form
     (eq. :eq:`hyper-planar-trace`): ``t`` enters only through the unit parameters, which do not depend on ``z``.
 
     Example:
@@ -201,11 +201,11 @@ class HyperPlanarField(nn.Module):
         return self.forward_and_divergence(t, z, divergence=False)[0]
 
     def divergence(self, t: Tensor, z: Tensor) -> Tensor:
-        """``tr ∇_§1 f(z, t)``, shape ``(...,)`` (eq. :eq:`hyper-planar-trace`)."""
+        """``tr ∇_z f(z, t)``, shape ``(...,)`` (eq. :eq:`hyper-planar-trace`)."""
         return self.forward_and_divergence(t, z)[1]
 
     def forward_and_divergence(self, t: Tensor, z: Tensor, *, divergence: bool = True) -> tuple[Tensor, Optional[Tensor]]:
-        """``(f(z, t), tr ∇_§1 f(z, t))`` from one evaluation of the hypernetwork (the second ``None``
+        """``(f(z, t), tr ∇_z f(z, t))`` from one evaluation of the hypernetwork (the second ``None``
         if ``divergence=False``)."""
         self._check(z)
         u, w, b, gate = self.unit_parameters(t)

@@ -12,7 +12,7 @@ __all__ = ["seed_everything"]
 def seed_everything(seed: int = 0, *, threads: int | None = None) -> None:
     """Seed Python's, NumPy's and PyTorch's generators; optionally fix PyTorch's CPU thread count.
 
-    Returns nothing (a notebook cell ending with this call prints no object address).
+    Returns None, so a notebook cell that ends with the call shows nothing.
 
     Example:
         >>> import torch, nodelib

@@ -1,13 +1,13 @@
-"""The trace of the Jacobian of the dynamics, ``tr ∇_§1 f`` (the divergence ``∇·f``).
+"""The trace of the Jacobian of the dynamics, ``tr ∇_z f`` (the divergence ``∇·f``).
 
 Theorem 2 (chapter "The instantaneous change of variables") says that the log-density of a state
-carried by ``dz/dt = f(z, t, θ)`` changes at the rate ``-tr ∇_§1 f`` (eq. :eq:`inst-change`).
+carried by ``dz/dt = f(z, t, θ)`` changes at the rate ``-tr ∇_z f`` (eq. :eq:`inst-change`).
 This module computes that trace for a batch of states from an evaluation ``f_z = f(t, z)`` that
 autograd can differentiate with respect to ``z``:
 
-* :func:`trace_exact` - one vector-Jacobian product per dimension, ``d`` products in all
+* :func:`trace_exact` - one vector-Jacobian product per dimension, ``n`` products in all
   (chapter "Generative modelling with continuous normalizing flows");
-* :func:`trace_hutchinson` - Hutchinson's estimator ``ε^T (∇_§1 f) ε`` with ``E[εε^T] = I``,
+* :func:`trace_hutchinson` - Hutchinson's estimator ``ε^T (∇_z f) ε`` with ``E[εε^T] = I``,
   one vector-Jacobian product whatever the dimension (:cite:`hutchinson1990stochastic`; used in
   FFJORD, :cite:`grathwohl2019ffjord`; chapter "Hutchinson's trace estimator",
   eq. :eq:`hutchinson`);
@@ -28,7 +28,7 @@ from torch import Tensor
 __all__ = ["TRACE_METHODS", "NOISE_TYPES", "trace_exact", "trace_hutchinson", "draw_noise",
            "check_trace_method", "check_noise_type"]
 
-#: Names of the ways to obtain ``tr ∇_§1 f`` that :class:`nodelib.CNF` accepts. ``"closed_form"``
+#: Names of the ways to obtain ``tr ∇_z f`` that :class:`nodelib.CNF` accepts. ``"closed_form"``
 #: asks the field itself, through its ``divergence(t, z)`` method.
 TRACE_METHODS = ("exact", "hutchinson", "closed_form")
 #: Distributions of Hutchinson's probe vector ``ε`` (both have mean 0 and covariance ``I``).
@@ -53,7 +53,7 @@ def _check_pair(f_z: Tensor, z: Tensor) -> None:
     if not isinstance(f_z, Tensor) or not isinstance(z, Tensor):
         raise TypeError(f"f_z and z must be tensors, got {type(f_z).__name__} and {type(z).__name__}.")
     if f_z.shape != z.shape or z.dim() < 1:
-        raise ValueError(f"f_z must have the shape of z, (..., d); got f_z {tuple(f_z.shape)} and z "
+        raise ValueError(f"f_z must have the shape of z, (..., n); got f_z {tuple(f_z.shape)} and z "
                          f"{tuple(z.shape)}.")
     if not f_z.requires_grad:
         raise ValueError("f_z does not depend on z through autograd; compute it as f(t, z) under "
@@ -61,19 +61,19 @@ def _check_pair(f_z: Tensor, z: Tensor) -> None:
 
 
 def trace_exact(f_z: Tensor, z: Tensor, *, create_graph: bool = True) -> Tensor:
-    """``tr ∇_§1 f`` exactly, for every state of a batch: one vector-Jacobian product per dimension.
+    """``tr ∇_z f`` exactly, for every state of a batch: one vector-Jacobian product per dimension.
 
     Row ``i`` of the Jacobian at every state of the batch is the vector-Jacobian product with the
     ``i``-th unit vector (states of a batch do not interact), and its ``i``-th entry is the
-    diagonal term ``∂f_i/∂z_i``; the trace sums ``d`` of them.
+    diagonal term ``∂f_i/∂z_i``; the trace sums ``n`` of them.
 
     Args:
-        f_z: ``f(t, z)``, shape ``(..., d)``, computed by autograd from ``z``.
-        z: the states, shape ``(..., d)``, a tensor that requires grad.
+        f_z: ``f(t, z)``, shape ``(..., n)``, computed by autograd from ``z``.
+        z: the states, shape ``(..., n)``, a tensor that requires grad.
         create_graph: keep the graph of the result, for gradients of a loss built from it.
 
     Returns:
-        The traces, shape ``z.shape[:-1]`` (``(B,)`` for a batch of shape ``(B, d)``).
+        The traces, shape ``z.shape[:-1]`` (``(B,)`` for a batch of shape ``(B, n)``).
 
     Example:
         >>> import torch, nodelib
@@ -94,15 +94,15 @@ def trace_exact(f_z: Tensor, z: Tensor, *, create_graph: bool = True) -> Tensor:
 
 
 def trace_hutchinson(f_z: Tensor, z: Tensor, noise: Tensor, *, create_graph: bool = True) -> Tensor:
-    """Hutchinson's unbiased estimate ``ε^T (∇_§1 f) ε`` of ``tr ∇_§1 f`` (eq. :eq:`hutchinson`).
+    """Hutchinson's unbiased estimate ``ε^T (∇_z f) ε`` of ``tr ∇_z f`` (eq. :eq:`hutchinson`).
 
-    One vector-Jacobian product ``ε^T ∇_§1 f``, then a dot product with ``ε``. For any ``ε`` with
+    One vector-Jacobian product ``ε^T ∇_z f``, then a dot product with ``ε``. For any ``ε`` with
     ``E[ε] = 0`` and ``E[εε^T] = I``, ``E[ε^T A ε] = tr(A E[εε^T]) = tr A``.
 
     Args:
-        f_z: ``f(t, z)``, shape ``(..., d)``, computed by autograd from ``z``.
-        z: the states, shape ``(..., d)``, a tensor that requires grad.
-        noise: the probe ``ε``, shape ``(..., d)`` like ``z`` (see :func:`draw_noise`).
+        f_z: ``f(t, z)``, shape ``(..., n)``, computed by autograd from ``z``.
+        z: the states, shape ``(..., n)``, a tensor that requires grad.
+        noise: the probe ``ε``, shape ``(..., n)`` like ``z`` (see :func:`draw_noise`).
         create_graph: keep the graph of the result, for gradients of a loss built from it.
 
     Returns:

@@ -2,10 +2,10 @@
 
 One code path at two scales (chapter "ODE-Net on MNIST"):
 
-* preset ``"quick"``: width 16 on scikit-learn's 8x8 digits, a minute on a laptop CPU (the chapter
-  runs it live);
+* preset ``"quick"``: width 32 on scikit-learn's 8x8 digits, RK-Net with 2 Runge-Kutta steps, about
+  a minute on a CPU (the chapter runs it live);
 * preset ``"full"``: the paper's scale (width 64, two downsampling convolutions, 0.21 M parameters
-  for the ODE-Net) on MNIST or Fashion-MNIST, for one GPU.
+  for the ODE-Net, RK-Net with 4 steps) on MNIST or Fashion-MNIST; hours on a CPU, less on a GPU.
 
 :func:`run` trains the models one after the other and measures, for each, the columns of Table 1
 (parameters, test error, memory kept for the backward pass, wall time), the forward and backward
