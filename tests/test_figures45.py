@@ -180,6 +180,9 @@ def test_layouts_title_every_panel():
     titled = [ax.get_title() for ax in fig.axes if ax.axison]
     assert titled == ["target U1: a ring in two lobes", "NF, K = 2: KL 0.500", "NF, K = 8: KL 0.500",
                       "CNF, M = 2: KL 0.500", "CNF, M = 8: KL 0.500"]
+    shown = [ax for ax in fig.axes if ax.axison]      # the state's coordinates, as in chapters 6-10
+    assert [ax.get_xlabel() for ax in shown] == ["$z_1$", "", "", "$z_1$", "$z_1$"]
+    assert [ax.get_ylabel() for ax in shown] == ["$z_2$", "$z_2$", "", "$z_2$", ""]
     plt.close(fig)
     with pytest.raises(ValueError, match="at most 3 panels per row"):
         figures45.plot_fig4("u1", samples, kl, (1, 2, 8, 32))
@@ -192,6 +195,8 @@ def test_layouts_title_every_panel():
     assert [ax.get_title() for ax in fig.axes] == [
         "two moons: data", "NF samples (250 parameters)", "NF density: test NLL 2.500",
         "CNF samples (248 parameters)", "CNF density: test NLL 2.400"]
+    assert {ax.get_xlabel() for ax in fig.axes} - {""} == {"$z_1$"}
+    assert {ax.get_ylabel() for ax in fig.axes} - {""} == {"$z_2$"}
     plt.close(fig)
     rows = figures45.kl_rows([("a/results.json", kl_run("u1", (1, 2, 8))), ("b/results.json", kl_run("u2", (1, 2)))])
     fig = figures45.plot_kl_against_size(rows, title="KL")

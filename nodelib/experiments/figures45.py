@@ -371,12 +371,13 @@ def _draw(ax, panel, bounds: Sequence[float], color: str) -> None:
 
 
 def _label(ax, title: str, *, xlabel: bool = True, ylabel: bool = True) -> None:
+    """Title a panel; its axes are the coordinates of the state, ``z_1`` and ``z_2``, as in the book."""
     ax.set_title(title, fontsize=10)
     ax.tick_params(labelsize=8)
     if xlabel:
-        ax.set_xlabel("$x_1$")
+        ax.set_xlabel("$z_1$")
     if ylabel:
-        ax.set_ylabel("$x_2$")
+        ax.set_ylabel("$z_2$")
 
 
 def plot_fig4(target: str, panels: Mapping, kl: Mapping[Tuple[str, int], float], sizes: Sequence[int], *,
