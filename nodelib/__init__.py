@@ -13,12 +13,18 @@ The public surface, by chapter of the book:
 * :class:`PlanarFlow`, :class:`PlanarLayer` - discrete planar flows; :class:`GatedPlanarField` - their
   continuous, gated counterpart with a closed-form trace; :class:`HyperPlanarField` - the paper's planar CNF
   dynamics, whose unit parameters come from a hypernetwork of t;
+* :class:`LatentODE`, :class:`RNNForecaster`, :func:`poisson_log_likelihood` - latent ODEs for irregularly
+  sampled time series, their recurrent baselines, and Poisson process likelihoods (chapter "Latent ODEs for
+  irregular time series");
 * :func:`seed_everything` - determinism for chapters and experiments.
 """
 from .adjoint import AugmentedDynamics, odeint_adjoint
 from .cnf import CNF, StandardNormal, log_prob_gradients
 from .dynamics import ConvField, GatedPlanarField, HyperPlanarField, MLPField
 from .flows import PlanarFlow, PlanarLayer
+from .latent import LatentODE
+from .poisson import poisson_log_likelihood
+from .recurrent import RNNForecaster
 from .reproducibility import seed_everything
 from .solve import SolverError, SolveStats, odeint
 from .trace import NOISE_TYPES, TRACE_METHODS, draw_noise, trace_exact, trace_hutchinson
@@ -28,5 +34,6 @@ __all__ = ["odeint", "odeint_adjoint", "AugmentedDynamics", "SolveStats", "Solve
            "CNF", "StandardNormal", "log_prob_gradients",
            "trace_exact", "trace_hutchinson", "draw_noise", "TRACE_METHODS", "NOISE_TYPES",
            "fit_density", "fit_kl", "mean_nll", "FitHistory",
-           "PlanarFlow", "PlanarLayer", "GatedPlanarField", "HyperPlanarField", "ConvField"]
+           "PlanarFlow", "PlanarLayer", "GatedPlanarField", "HyperPlanarField", "ConvField",
+           "LatentODE", "RNNForecaster", "poisson_log_likelihood"]
 __version__ = "0.1.0"

@@ -5,6 +5,7 @@ Example (a quick CPU run, then the paper's scale: Table 1 on a GPU where there i
     python -m nodelib.experiments mnist --preset quick --out results/mnist-quick
     python -m nodelib.experiments mnist --preset full --dataset mnist --out results/mnist-full
     python -m nodelib.experiments density --preset full --out results/density-full
+    python -m nodelib.experiments latent --preset full --out results/latent-full
 
 Running a command again with the same ``--out`` resumes from the last checkpoint; with other settings it
 stops and names the ones that changed.
@@ -18,7 +19,7 @@ from typing import Optional, Sequence
 
 from ..data.images import DATASETS
 from .classifiers import MODELS
-from . import density
+from . import density, latent
 from .mnist import PRESETS, run
 
 
@@ -75,7 +76,34 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a field of the preset (nodelib.experiments.density.DensityPreset), e.g. "
                         "--set kl_eval_samples=1000 --set hidden='(16, 16)'; repeatable")
+    lt = sub.add_parser("latent", help="Table 2: latent ODE against two RNNs on spirals",
+                        description="Train the latent ODE and the two RNNs of Table 2 on bi-directional spirals "
+                                    "for each number of observations; write OUT/results.json.")
+    lt.add_argument("--preset", choices=sorted(latent.PRESETS), default="quick",
+                    help="quick: 300 spirals, n = 30 (under a minute); full: 1,000 spirals, n = 30, 50, 100")
+    lt.add_argument("--out", required=True, help="folder for results.json and checkpoints/ (rerun to resume)")
+    lt.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (1 is fastest)")
+    lt.add_argument("--budget-s", type=float, default=None,
+                    help="stop after a checkpoint once this many seconds have passed (rerun to resume)")
+    lt.add_argument("--quiet", action="store_true", help="print one line per model, not the fits' progress")
+    lt.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a field of the preset (nodelib.experiments.latent.LatentPreset), e.g. "
+                         "--set iterations=5000 --set observations='(30,)'; repeatable")
     return p
+
+
+def _overrides(items: Sequence[str]) -> dict:
+    """``--set FIELD=VALUE`` options as keyword arguments (values read as Python literals)."""
+    overrides = {}
+    for item in items:
+        field, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        try:
+            overrides[field.strip()] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            overrides[field.strip()] = text
+    return overrides
 
 
 def _density(args: argparse.Namespace) -> dict:
@@ -85,14 +113,7 @@ def _density(args: argparse.Namespace) -> dict:
     n = args.iterations
     overrides = dict(targets=names(args.targets), sizes=names(args.sizes, int), datasets=names(args.datasets),
                      kl_iterations_nf=n, kl_iterations_cnf=n, ml_iterations=n)
-    for item in args.set:
-        field, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
-        try:
-            overrides[field.strip()] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            overrides[field.strip()] = text
+    overrides.update(_overrides(args.set))
     results, models = density.run(args.preset, out=args.out, device=args.device, parts=names(args.parts),
                                   budget_s=args.budget_s, threads=args.threads, verbose=not args.quiet,
                                   return_models=True, **overrides)
@@ -115,6 +136,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results = run(args.preset, dataset=args.dataset, out=args.out, models=args.models, device=args.device,
                           root=args.root, budget_s=args.budget_s, threads=args.threads, epochs=args.epochs,
                           train_limit=args.train_limit, seed=args.seed)
+        elif args.experiment == "latent":
+            results = latent.run(args.preset, out=args.out, budget_s=args.budget_s, threads=args.threads,
+                                 verbose=not args.quiet, **_overrides(args.set))
         else:
             results = _density(args)
     except (ValueError, FileNotFoundError) as err:

@@ -1,0 +1,292 @@
+"""Table 2 of :cite:`chen2018neural`: the latent ODE against two RNNs on bi-directional spirals
+(chapter "Latent ODEs for irregular time series").
+
+For each number ``n`` of irregular observations per spiral, three models are trained on the training
+spirals: the latent ODE (:class:`nodelib.latent.LatentODE`, by its ELBO), the RNN and the RNN with
+time differences (:class:`nodelib.recurrent.RNNForecaster`, by their Gaussian negative
+log-likelihood). Each then predicts the ``n_future`` grid times after the observation window of every
+test spiral from its ``n`` observations; the score is the root-mean-square error against the noisy
+observations there, and the comparison of two models is paired over the same test spirals.
+
+Command line: ``python -m nodelib.experiments latent --preset quick --out results/latent-quick``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import time
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..data.spirals import Spirals, irregular_observations, spirals
+from ..latent import LatentODE
+from ..recurrent import RNNForecaster
+from ..reproducibility import seed_everything
+from ..solve import SolveStats
+from ..storage import load_checkpoint, read_json, write_json_atomic
+from ..training import _optimise
+from .runs import config_changes, default_dtype, log, pick_device, provenance, replace_preset
+
+__all__ = ["MODELS", "MODEL_NAMES", "PAPER", "LatentPreset", "PRESETS", "get_preset", "make_data", "build",
+           "predictive_errors", "run", "table2_frame", "paired_frame"]
+
+#: The three models of Table 2, in the order they are trained.
+MODELS = ("rnn", "rnn_dt", "latent_ode")
+MODEL_NAMES = {"rnn": "RNN", "rnn_dt": "RNN, time differences", "latent_ode": "Latent ODE"}
+
+#: What the paper specifies (§5.1, Table 2); the rest is this module's choice, in the presets.
+PAPER = {"n_series": 1000, "n_window": 100, "observations": (30, 50, 100), "latent_dim": 4, "rnn_hidden": 25,
+         "ode_hidden": 20, "decoder_hidden": 20,
+         "table2": {"rnn": (0.3937, 0.3202, 0.1813), "latent_ode": (0.1642, 0.1502, 0.1346)}}
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentPreset:
+    """The settings of a run; fields the paper gives carry its values (:data:`PAPER`).
+
+    Data: ``n_series`` spirals (:func:`nodelib.data.spirals.spirals`, seed ``seed``), the first
+    ``n_train`` for training, the others for testing; ``n_window`` observable and ``n_future``
+    predicted grid times ``h = step`` apart; radial speed ``speed``; noise ``noise``. Models: as
+    :data:`PAPER`, with the likelihood's ``σ`` equal to ``noise``. Training: Adam from ``lr`` with a
+    cosine schedule, ``iterations`` steps on minibatches of ``batch_size`` spirals, for every model.
+    Solves: dopri5 at ``rtol``, ``atol``; ``adjoint`` chooses the adjoint method over direct
+    backpropagation (both give the same gradients; with a 4-dimensional state, memory is no concern).
+    """
+
+    name: str
+    n_series: int = 1000
+    n_train: int = 800
+    n_window: int = 100
+    n_future: int = 100
+    step: float = 0.05
+    speed: float = 0.15
+    noise: float = 0.1
+    observations: Tuple[int, ...] = (30, 50, 100)
+    latent_dim: int = 4
+    rnn_hidden: int = 25
+    ode_hidden: int = 20
+    decoder_hidden: int = 20
+    iterations: int = 3000
+    batch_size: int = 100
+    lr: float = 0.01
+    rtol: float = 1e-3
+    atol: float = 1e-4
+    adjoint: bool = False
+    seed: int = 0
+    checkpoint_every: int = 250
+
+
+PRESETS = {
+    "quick": LatentPreset("quick", n_series=300, n_train=200, observations=(30,), iterations=400),
+    "full": LatentPreset("full"),
+}
+
+
+def get_preset(name: str, **overrides) -> LatentPreset:
+    """Preset ``name`` with ``overrides`` (``None`` keeps a field); bad values raise ``ValueError``."""
+    cfg = replace_preset(PRESETS, name, **overrides)
+    observations = tuple(cfg.observations)
+    if not observations or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= cfg.n_window
+                               for n in observations):
+        raise ValueError(f"observations must be ints in [1, n_window = {cfg.n_window}], got {cfg.observations!r}.")
+    if not 0 < cfg.n_train < cfg.n_series:
+        raise ValueError(f"n_train must be in [1, n_series - 1 = {cfg.n_series - 1}], got {cfg.n_train!r}.")
+    return dataclasses.replace(cfg, observations=observations)
+
+
+def make_data(cfg: LatentPreset, n: int) -> dict:
+    """The training and test spirals and their ``n`` irregular observations (seeds fixed by ``cfg.seed``)."""
+    data = spirals(cfg.n_series, n_window=cfg.n_window, n_future=cfg.n_future, step=cfg.step, speed=cfg.speed,
+                   noise=cfg.noise, seed=cfg.seed)
+    train, test = data.split(cfg.n_train)
+    return {"train": train, "test": test, "train_obs": irregular_observations(train, n, seed=cfg.seed + 1),
+            "test_obs": irregular_observations(test, n, seed=cfg.seed + 2)}
+
+
+def build(kind: str, cfg: LatentPreset) -> nn.Module:
+    """The untrained model ``kind`` (one of :data:`MODELS`), in float32 like the data."""
+    with default_dtype(torch.float32):
+        return _build(kind, cfg)
+
+
+def _build(kind: str, cfg: LatentPreset) -> nn.Module:
+    if kind == "latent_ode":
+        return LatentODE(2, cfg.latent_dim, rnn_hidden=cfg.rnn_hidden, ode_hidden=cfg.ode_hidden,
+                         decoder_hidden=cfg.decoder_hidden, obs_std=cfg.noise, rtol=cfg.rtol, atol=cfg.atol,
+                         adjoint=cfg.adjoint)
+    if kind in ("rnn", "rnn_dt"):
+        return RNNForecaster(2, cfg.rnn_hidden, time_input=kind == "rnn_dt")
+    raise ValueError(f"kind={kind!r} is unknown; expected one of {MODELS}.")
+
+
+def _loss(model: nn.Module, times: Tensor, values: Tensor, generator: torch.Generator,
+          stats: Optional[SolveStats]) -> Tensor:
+    """The training loss per observation: the negative ELBO, or the RNN's negative log-likelihood."""
+    if isinstance(model, LatentODE):
+        return -model.elbo(times, values, generator=generator, stats=stats).elbo.sum() / times.numel()
+    return model.nll(times, values).sum() / times.numel()
+
+
+def predictive_errors(model: nn.Module, data: Spirals, observations: Tuple[Tensor, Tensor]) -> Tensor:
+    """Each spiral's root-mean-square prediction error over the ``n_future`` times after the window,
+    against the noisy observations there: ``(N,)``."""
+    with torch.no_grad():
+        times, values = observations
+        query = data.future_times
+        if isinstance(model, LatentODE):
+            predicted = model.predict(times, values, query)
+        else:
+            predicted = model.forecast(times, values, query)
+        return (predicted - data.observed[:, data.n_window:]).pow(2).sum(-1).mean(-1).sqrt()
+
+
+def _fit(kind: str, n: int, cfg: LatentPreset, data: dict, checkpoint: Optional[pathlib.Path],
+         deadline: Optional[float], verbose: bool) -> Tuple[nn.Module, Optional[dict]]:
+    seed_everything(cfg.seed + 100 * n + MODELS.index(kind))
+    model = build(kind, cfg)
+    times, values = data["train_obs"]
+    stats = SolveStats()
+
+    def loss_at(iteration: int, generator: torch.Generator) -> Tensor:
+        index = torch.randint(0, times.shape[0], (cfg.batch_size,), generator=generator)
+        return _loss(model, times[index], values[index], generator, stats)
+
+    history = _optimise(model, loss_at, iterations=cfg.iterations, lr=cfg.lr,
+                        generator=torch.Generator().manual_seed(cfg.seed + n), log_every=max(1, cfg.iterations // 20),
+                        checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, verbose=verbose,
+                        deadline=deadline, describe=lambda i, loss: f"loss {loss:.4f} per observation",
+                        settings=dict(kind=kind, n=n, iterations=cfg.iterations, lr=cfg.lr,
+                                      batch_size=cfg.batch_size))
+    if not history.complete:
+        return model, None
+    errors = predictive_errors(model, data["test"], data["test_obs"])
+    record = {"params": sum(p.numel() for p in model.parameters()), "train_time_s": history.total_seconds,
+              "losses": history.losses, "test_rmse": float(errors.pow(2).mean().sqrt()),
+              "test_errors": [round(float(e), 6) for e in errors]}
+    if kind == "latent_ode":
+        record["nfe_forward_per_iteration"] = stats.nfe_forward / max(1, history.iterations_run)
+    return model, record
+
+
+def _plain(cfg: LatentPreset) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[float] = None,
+        threads: Optional[int] = None, verbose: bool = False, return_models: bool = False, **overrides):
+    """Train the models of Table 2 for each ``n`` in the preset and return the results (also written to
+    ``out/results.json`` when ``out`` is given).
+
+    Args:
+        preset: ``"quick"`` (300 spirals, ``n = 30``, 400 iterations: under a minute on a CPU) or
+            ``"full"`` (1,000 spirals, ``n`` = 30, 50, 100, 3,000 iterations).
+        out: folder for ``results.json`` and ``checkpoints/``; a rerun with the same ``out`` keeps the
+            models already done and resumes the others from their checkpoints.
+        budget_s: stop after a checkpoint once this many seconds have passed (rerun to resume).
+        threads: PyTorch's CPU thread count.
+        verbose: print the fits' progress lines (one line per model is always printed).
+        return_models: also return the trained models, ``{(kind, n): model}``.
+        overrides: fields of :class:`LatentPreset`.
+
+    The models run on the CPU: with a 4-dimensional latent state, a GPU has nothing to parallelise.
+    """
+    started = time.monotonic()
+    deadline = None if budget_s is None else started + budget_s
+    cfg = get_preset(preset, **overrides)
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, got {threads!r}.")
+        torch.set_num_threads(threads)
+    device = pick_device("cpu")
+    out_dir = pathlib.Path(out) if out is not None else None
+    results = {"experiment": "latent-ode", "preset": cfg.name, "status": "running", "config": _plain(cfg),
+               "paper": {k: (list(v) if isinstance(v, tuple) else v) for k, v in PAPER.items()},
+               "runs": {}, "provenance": None}
+    earlier_s = 0.0
+    if out_dir is not None and (out_dir / "results.json").is_file():
+        previous = read_json(out_dir / "results.json")
+        changes = config_changes(previous.get("config") or {}, results["config"])
+        if changes:
+            raise ValueError(f"{out_dir} holds a run with another configuration ({changes}); use another "
+                             f"--out or the same options.")
+        results["runs"] = previous.get("runs", {})
+        earlier_s = float((previous.get("provenance") or {}).get("wall_time_total_s", 0.0))
+    log(f"Table 2: preset {cfg.name}, n = {list(cfg.observations)}, {cfg.n_series} spirals")
+
+    def save() -> None:
+        elapsed = time.monotonic() - started
+        results["provenance"] = provenance(device, wall_time_s=elapsed, wall_time_total_s=earlier_s + elapsed)
+        if out_dir is not None:
+            write_json_atomic(out_dir / "results.json", results)
+
+    models: Dict[tuple, nn.Module] = {}
+    complete = True
+    for n in cfg.observations:
+        data = make_data(cfg, n)
+        slot = results["runs"].setdefault(str(n), {})
+        for kind in MODELS:
+            checkpoint = None
+            if out_dir is not None:
+                (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+                checkpoint = out_dir / "checkpoints" / f"{kind}-n{n}.pt"
+            if kind in slot and checkpoint is not None and checkpoint.is_file():
+                if return_models:
+                    model = build(kind, cfg)
+                    model.load_state_dict(load_checkpoint(checkpoint, keys=("model",))["model"])
+                    models[(kind, n)] = model
+                continue
+            model, record = _fit(kind, n, cfg, data, checkpoint, deadline, verbose)
+            if record is None:
+                complete = False
+                log(f"[{kind}, n = {n}] time budget reached; run the same command again to resume")
+                break
+            models[(kind, n)] = model
+            slot[kind] = record
+            log(f"[{kind}, n = {n}] test RMSE {record['test_rmse']:.4f}, {record['train_time_s']:.1f} s")
+            save()
+        if not complete:
+            break
+        slot["paired"] = {other: _paired(slot["latent_ode"]["test_errors"], slot[other]["test_errors"])
+                          for other in ("rnn", "rnn_dt")}
+    results["status"] = "complete" if complete else "incomplete"
+    save()
+    log(f"Table 2 {results['status']} in {time.monotonic() - started:.1f} s")
+    return (results, models) if return_models else results
+
+
+def _paired(first: list, second: list) -> dict:
+    """Mean and standard error of the per-spiral differences ``first - second``."""
+    d = torch.tensor(first, dtype=torch.float64) - torch.tensor(second, dtype=torch.float64)
+    return {"difference": float(d.mean()), "se": float(d.std() / math.sqrt(d.numel())), "n_test": d.numel()}
+
+
+def table2_frame(results: dict, *, decimals: int = 4):
+    """Table 2 as a ``pandas.DataFrame``: a row per model (ours and the paper's), a column per ``n``."""
+    import pandas as pd
+
+    ns = [int(n) for n in results["runs"]]
+    rows = []
+    for kind in MODELS:
+        rows.append([MODEL_NAMES[kind], "this book",
+                     *[f"{results['runs'][str(n)][kind]['test_rmse']:.{decimals}f}" for n in ns]])
+        paper = results["paper"]["table2"].get(kind)
+        if paper is not None:
+            column = dict(zip(results["paper"]["observations"], paper))
+            rows.append(["", "Table 2", *[f"{column[n]:.4f}" if n in column else "–" for n in ns]])
+    return pd.DataFrame(rows, columns=["model", "", *[f"n = {n}" for n in ns]])
+
+
+def paired_frame(results: dict, *, decimals: int = 4):
+    """The latent ODE's RMSE minus each RNN's, per spiral, mean ± standard error, with the ratio."""
+    import pandas as pd
+
+    rows = []
+    for n, slot in results["runs"].items():
+        for other, p in slot.get("paired", {}).items():
+            rows.append([int(n), f"Latent ODE − {MODEL_NAMES[other]}",
+                         f"{p['difference']:+.{decimals}f} ± {p['se']:.{decimals}f}",
+                         f"{abs(p['difference']) / p['se']:.1f}"])
+    return pd.DataFrame(rows, columns=["n", "difference", "RMSE per spiral", "standard errors"])

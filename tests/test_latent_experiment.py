@@ -1,0 +1,73 @@
+"""Table 2's experiment (nodelib.experiments.latent): presets, results, resume, the command line."""
+import json
+
+import pytest
+import torch
+
+from nodelib.experiments import latent
+from nodelib.experiments.__main__ import main
+
+TINY = dict(n_series=12, n_train=8, observations=(5, 8), iterations=6, batch_size=4, checkpoint_every=2)
+
+
+def test_the_presets_carry_the_papers_sizes():
+    full = latent.get_preset("full")
+    for field in ("n_series", "n_window", "latent_dim", "rnn_hidden", "ode_hidden", "decoder_hidden"):
+        assert getattr(full, field) == latent.PAPER[field]
+    assert full.observations == latent.PAPER["observations"] == (30, 50, 100)
+
+
+@pytest.mark.parametrize("bad, match", [(dict(observations=(0,)), "observations"),
+                                        (dict(observations=(101,)), "observations"),
+                                        (dict(n_train=1000), "n_train"), (dict(widths=3), "not fields")])
+def test_bad_presets_are_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        latent.get_preset("full", **bad)
+
+
+def test_a_run_records_every_model_and_its_paired_comparison(tmp_path):
+    results = latent.run("quick", out=str(tmp_path), **TINY)
+    assert results["status"] == "complete"
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["runs"] == json.loads(json.dumps(results["runs"]))
+    for n in ("5", "8"):
+        slot = results["runs"][n]
+        for kind in latent.MODELS:
+            errors = torch.tensor(slot[kind]["test_errors"], dtype=torch.float64)
+            assert errors.numel() == 4                                          # the test spirals
+            assert abs(errors.pow(2).mean().sqrt() - slot[kind]["test_rmse"]) < 1e-5
+        d = torch.tensor(slot["latent_ode"]["test_errors"]) - torch.tensor(slot["rnn"]["test_errors"])
+        assert abs(slot["paired"]["rnn"]["difference"] - float(d.mean())) < 1e-6
+        assert abs(slot["paired"]["rnn"]["se"] - float(d.std() / 2)) < 1e-6
+    frame = latent.table2_frame(results)
+    assert list(frame.columns) == ["model", "", "n = 5", "n = 8"]
+    assert frame.iloc[0, 2] == f"{results['runs']['5']['rnn']['test_rmse']:.4f}"
+
+
+def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):
+    whole = latent.run("quick", **TINY)
+    first = latent.run("quick", out=str(tmp_path), budget_s=0.0, **TINY)
+    assert first["status"] == "incomplete"
+    for _ in range(40):
+        resumed = latent.run("quick", out=str(tmp_path), budget_s=0.0, **TINY)
+        if resumed["status"] == "complete":
+            break
+    assert resumed["status"] == "complete"
+    for n in ("5", "8"):
+        for kind in latent.MODELS:
+            assert resumed["runs"][n][kind]["test_errors"] == whole["runs"][n][kind]["test_errors"]
+
+
+def test_a_rerun_with_other_settings_names_them(tmp_path):
+    latent.run("quick", out=str(tmp_path), **TINY)
+    with pytest.raises(ValueError, match="iterations: 6 → 7"):
+        latent.run("quick", out=str(tmp_path), **{**TINY, "iterations": 7})
+
+
+def test_the_command_line_runs_the_preset_with_overrides(tmp_path, capsys):
+    assert main(["latent", "--out", str(tmp_path), "--quiet", "--set", "n_series=12", "--set", "n_train=8",
+                 "--set", "observations=(5,)", "--set", "iterations=3", "--set", "batch_size=4"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["observations"] == [5]
+    with pytest.raises(SystemExit):
+        main(["latent", "--out", str(tmp_path / "x"), "--set", "observations=(500,)"])
+    assert "observations must be ints in [1, n_window = 100]" in capsys.readouterr().err
