@@ -69,9 +69,9 @@ class LatentPreset:
     rnn_hidden: int = 25
     ode_hidden: int = 20
     decoder_hidden: int = 20
-    iterations: int = 3000
+    iterations: int = 5000
     batch_size: int = 100
-    lr: float = 0.01
+    lr: float = 0.03
     rtol: float = 1e-3
     atol: float = 1e-4
     adjoint: bool = False
@@ -182,7 +182,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
 
     Args:
         preset: ``"quick"`` (300 spirals, ``n = 30``, 400 iterations: under a minute on a CPU) or
-            ``"full"`` (1,000 spirals, ``n`` = 30, 50, 100, 3,000 iterations).
+            ``"full"`` (1,000 spirals, ``n`` = 30, 50, 100, 5,000 iterations).
         out: folder for ``results.json`` and ``checkpoints/``; a rerun with the same ``out`` keeps the
             models already done and resumes the others from their checkpoints.
         budget_s: stop after a checkpoint once this many seconds have passed (rerun to resume).
