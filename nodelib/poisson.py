@@ -9,7 +9,7 @@ of a batch's event times (:func:`nodelib.series.union_grid`).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +18,7 @@ from .adjoint import odeint_adjoint
 from .series import check_series, gather_times, union_grid
 from .solve import odeint
 
-__all__ = ["poisson_log_likelihood", "PoissonAugmented"]
+__all__ = ["poisson_log_likelihood", "PoissonAugmented", "sample_events"]
 
 
 def _rate(intensity: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
@@ -119,3 +119,54 @@ def poisson_log_likelihood(intensity: Callable[[Tensor], Tensor], func: Callable
                          f"{float(rate.detach().min()):g} at an event.")
     log_rates = rate.new_zeros(batch).index_add(0, mask.nonzero()[:, 0], rate.log())
     return log_rates - states[-1, :, -1]
+
+
+def sample_events(rate: Callable[[Tensor], Tensor], t_start: float, t_end: float, bound: float, n_series: int, *,
+                  generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+    """Draw ``n_series`` independent realisations of a Poisson process with intensity ``rate(t)`` on
+    ``[t_start, t_end]`` by thinning (Lewis and Shedler): candidates from a homogeneous process of rate
+    ``bound``, each kept with probability ``rate(t) / bound``.
+
+    Args:
+        rate: maps times ``(M,)`` to intensities ``(M,)`` in ``[0, bound]``.
+        t_start, t_end: the window.
+        bound: an upper bound of ``rate`` on the window (checked at the candidates).
+        n_series: the number of realisations.
+        generator: the random generator (default: PyTorch's global one).
+
+    Returns:
+        ``(times, mask)`` padded as in :mod:`nodelib.series`: ``(n_series, n_max)`` increasing event
+        times and the mask of real events. A realisation with no event is refused (it could not be
+        scored by :func:`poisson_log_likelihood`): choose a longer window or draw again.
+
+    Example:
+        >>> import torch
+        >>> from nodelib.poisson import sample_events
+        >>> times, mask = sample_events(lambda t: torch.full_like(t, 2.0), 0.0, 500.0, 2.0, 1,
+        ...                             generator=torch.Generator().manual_seed(0))
+        >>> abs(int(mask.sum()) - 1000) < 4 * 1000 ** 0.5   # a mean of 2 x 500 events
+        True
+    """
+    if not 0 < bound < float("inf"):
+        raise ValueError(f"bound must be a positive finite number, got {bound!r}.")
+    if not t_start < t_end:
+        raise ValueError(f"t_start must be below t_end, got {t_start!r} and {t_end!r}.")
+    rows = []
+    for _ in range(n_series):
+        count = int(torch.poisson(torch.tensor(float(bound * (t_end - t_start))), generator=generator))
+        candidates = t_start + (t_end - t_start) * torch.rand(count, generator=generator, dtype=torch.float64)
+        candidates = candidates.sort().values
+        values = rate(candidates) if count else candidates
+        if (values > bound * (1 + 1e-12)).any() or (values < 0).any():
+            raise ValueError(f"rate must lie in [0, bound = {bound}] on the window; it reaches "
+                             f"{float(values.max()):g}. Pass a larger bound.")
+        keep = torch.rand(count, generator=generator, dtype=torch.float64) * bound < values
+        if not keep.any():
+            raise ValueError("a realisation has no event; lengthen the window or raise the rate.")
+        rows.append(candidates[keep])
+    width = max(len(r) for r in rows)
+    times = torch.zeros(n_series, width, dtype=torch.float64)
+    mask = torch.zeros(n_series, width, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        times[i, :len(r)], mask[i, :len(r)] = r, True
+    return times, mask

@@ -152,3 +152,23 @@ def test_bad_input_raises_value_error_naming_the_argument(change, match):
     args.update(change)
     with pytest.raises(ValueError, match=match):
         poisson_log_likelihood(**args)
+
+
+def test_thinning_draws_as_many_events_as_the_integral_of_the_rate_and_where_it_is_high():
+    from nodelib.poisson import sample_events
+    rate = lambda t: 1.0 + torch.sin(t) ** 2                     # ∫_0^10 = 15 - sin(20)/4
+    times, mask = sample_events(rate, 0.0, 10.0, 2.0, 4000, generator=torch.Generator().manual_seed(0))
+    counts = mask.sum(1).double()
+    expected = 15 - math.sin(20.0) / 4
+    assert abs(counts.mean() - expected) < 4 * counts.std() / math.sqrt(4000)
+    assert abs(counts.var() - expected) < 0.05 * expected           # Poisson: variance = mean
+    early = ((times < 5) & mask).sum() / mask.sum()                 # ∫_0^5 / ∫_0^10
+    share = (7.5 - math.sin(10.0) / 4) / expected
+    assert abs(float(early) - share) < 4 * math.sqrt(share * (1 - share) / float(mask.sum()))
+    assert bool((times[:, 1:] > times[:, :-1])[mask[:, 1:]].all())
+
+
+def test_thinning_refuses_a_bound_below_the_rate():
+    from nodelib.poisson import sample_events
+    with pytest.raises(ValueError, match="larger bound"):
+        sample_events(lambda t: torch.full_like(t, 3.0), 0.0, 10.0, 2.0, 1, generator=torch.Generator().manual_seed(0))

@@ -80,7 +80,7 @@ class LatentPreset:
 
 
 PRESETS = {
-    "quick": LatentPreset("quick", n_series=300, n_train=200, observations=(30,), iterations=400),
+    "quick": LatentPreset("quick", n_series=300, n_train=200, observations=(30,), iterations=600),
     "full": LatentPreset("full"),
 }
 
