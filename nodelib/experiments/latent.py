@@ -131,8 +131,9 @@ def _loss(model: nn.Module, times: Tensor, values: Tensor, generator: torch.Gene
 
 
 def predictive_errors(model: nn.Module, data: Spirals, observations: Tuple[Tensor, Tensor]) -> Tensor:
-    """Each spiral's root-mean-square prediction error over the ``n_future`` times after the window,
-    against the noisy observations there: ``(N,)``."""
+    """Each spiral's root-mean-square prediction error over the ``n_future`` times after the window and
+    the two coordinates, against the noisy observations there: ``(N,)``. (A perfect prediction of the
+    noiseless spiral scores the noise's standard deviation, on average.)"""
     with torch.no_grad():
         times, values = observations
         query = data.future_times
@@ -140,7 +141,7 @@ def predictive_errors(model: nn.Module, data: Spirals, observations: Tuple[Tenso
             predicted = model.predict(times, values, query)
         else:
             predicted = model.forecast(times, values, query)
-        return (predicted - data.observed[:, data.n_window:]).pow(2).sum(-1).mean(-1).sqrt()
+        return (predicted - data.observed[:, data.n_window:]).pow(2).mean((-2, -1)).sqrt()
 
 
 def _fit(kind: str, n: int, cfg: LatentPreset, data: dict, checkpoint: Optional[pathlib.Path],
