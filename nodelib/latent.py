@@ -1,13 +1,14 @@
 """The latent ODE for irregularly sampled time series (:cite:`chen2018neural`, §5; chapter "Latent ODEs
 for irregular time series").
 
-Generative model, eq. :eq:`latent-generative`: ``z_{t_0} ~ N(0, I)``; ``z_{t_1}, ..., z_{t_n}`` solve
-``dz/dt = f(z, θ_f)`` from ``z_{t_0}``; ``x_{t_i} ~ N(g(z_{t_i}), σ² I)`` with a decoder ``g``.
-Recognition network: a GRU reads the observations ``(x_{t_i}, t_i)`` backwards in time, from the last
-to the first, and maps its final state to the mean and log standard deviation of a Gaussian
-``q(z_{t_0} | x)``. Training maximises the evidence lower bound, eq. :eq:`elbo`,
+Generative model, eq. :eq:`latent-generative`: ``z_0 ~ N(0, I_n)``; ``z(t)`` solves
+``dz/dt = f(z)`` from ``z(t_0) = z_0``; ``x_i ~ N(D_ψ(z(t_i)), σ² I_d)`` with a decoder ``D_ψ``.
+Recognition network: a GRU reads the observations ``(x_i, t_i - t_0)`` backwards in time, from the
+last to the first, and maps its final state to the mean ``μ`` and log standard deviation
+``log σ_q`` of a Gaussian ``q_φ(z_0 | x)``. Training maximises the evidence lower bound,
+eq. :eq:`elbo`,
 
-``ELBO = E_q[Σ_i log N(x_{t_i}; g(z_{t_i}), σ² I)] - KL(q(z_{t_0} | x) ‖ N(0, I))``,
+``ELBO = E_q[Σ_i log N(x_i; D_ψ(z(t_i)), σ² I_d)] - KL(q_φ(z_0 | x) ‖ N(0, I_n))``,
 
 estimated with one reparameterised sample, the KL term in closed form, eq. :eq:`kl-gaussians`.
 
@@ -31,8 +32,8 @@ __all__ = ["LatentODE", "ELBO", "gaussian_kl", "gaussian_log_likelihood", "Laten
 
 
 def gaussian_kl(mean: Tensor, log_std: Tensor) -> Tensor:
-    """``KL(N(mean, diag(exp(log_std)²)) ‖ N(0, I))`` over the last dimension, eq. :eq:`kl-gaussians`:
-    ``½ Σ_j (μ_j² + σ_j² - 1 - 2 log σ_j)``.
+    """``KL(N(μ, diag σ_q²) ‖ N(0, I))`` over the last dimension, with ``μ = mean`` and
+    ``σ_q = exp(log_std)``, eq. :eq:`kl-gaussians`: ``½ Σ_j (μ_j² + σ_{q,j}² - 1 - 2 log σ_{q,j})``.
 
     Example:
         >>> import torch
@@ -97,9 +98,9 @@ class LatentODE(nn.Module):
         latent_dim: the dimension of ``z`` (the paper: 4).
         rnn_hidden: the recognition GRU's units (the paper's RNN: 25).
         ode_hidden: the hidden units of ``f`` (the paper: 20).
-        decoder_hidden: the hidden units of the decoder ``g`` (the paper: 20; ReLU).
+        decoder_hidden: the hidden units of the decoder ``D_ψ`` (the paper: 20; ReLU).
         obs_std: the observation noise ``σ`` of the likelihood.
-        t0: the time of the latent initial state ``z_{t_0}``.
+        t0: the time ``t_0`` of the latent initial state ``z_0``.
         rtol, atol, method: the ODE solves.
         adjoint: differentiate the solves by the adjoint method (Theorem 1); else by direct
             backpropagation.
@@ -134,9 +135,9 @@ class LatentODE(nn.Module):
                                      nn.Linear(decoder_hidden, obs_dim))
 
     def encode(self, times: Tensor, values: Tensor, mask: Optional[Tensor] = None):
-        """The mean and log standard deviation of ``q(z_{t_0} | x)``, each ``(B, latent_dim)``.
+        """The mean ``μ`` and ``log σ_q`` of ``q_φ(z_0 | x)``, each ``(B, latent_dim)``.
 
-        The GRU reads ``(x_{t_i}, t_i - t_0)`` from the last observation of each series to its first;
+        The GRU reads ``(x_i, t_i - t_0)`` from the last observation of each series to its first;
         on a series' padding it keeps its state."""
         mask = check_series(times, values, mask, dim=self.obs_dim)
         if (times.detach()[mask] < self.t0).any():
@@ -164,7 +165,7 @@ class LatentODE(nn.Module):
 
     def elbo(self, times: Tensor, values: Tensor, mask: Optional[Tensor] = None, *,
              generator: Optional[torch.Generator] = None, stats: Optional[SolveStats] = None) -> ELBO:
-        """The per-series ELBO of eq. :eq:`elbo` with one reparameterised sample of ``z_{t_0}``.
+        """The per-series ELBO of eq. :eq:`elbo` with one reparameterised sample of ``z_0``.
 
         Args:
             times: ``(B, n)`` observation times (strictly increasing in each series, at or after ``t0``).
@@ -185,7 +186,7 @@ class LatentODE(nn.Module):
     def predict(self, times: Tensor, values: Tensor, query: Tensor, mask: Optional[Tensor] = None, *,
                 stats: Optional[SolveStats] = None) -> Tensor:
         """Decoded means at the times ``query`` (1-D, increasing, after ``t0``) from the posterior mean
-        of ``z_{t_0}`` given each series' observations: shape ``(B, len(query), obs_dim)``."""
+        of ``z_0`` given each series' observations: shape ``(B, len(query), obs_dim)``."""
         if not isinstance(query, Tensor) or query.dim() != 1 or query.numel() < 1:
             raise ValueError(f"query must be a 1-D tensor of times, got "
                              f"{tuple(query.shape) if isinstance(query, Tensor) else type(query).__name__}.")

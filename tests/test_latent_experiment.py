@@ -71,3 +71,19 @@ def test_the_command_line_runs_the_preset_with_overrides(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["latent", "--out", str(tmp_path / "x"), "--set", "observations=(500,)"])
     assert "observations must be ints in [1, n_window = 100]" in capsys.readouterr().err
+
+
+def test_a_quiet_run_prints_nothing(capsys):
+    latent.run("quick", quiet=True, **{**TINY, "observations": (5,)})
+    assert capsys.readouterr().out == ""
+
+
+def test_the_figures_are_drawn_from_the_runs_models(tmp_path):
+    results, models = latent.run("quick", out=str(tmp_path), return_models=True, quiet=True,
+                                 **{**TINY, "observations": (5,)})
+    paths = latent.save_figures(results, models, str(tmp_path), n=5)
+    assert [p.name for p in paths] == ["fig8.png", "fig9.png"] and all(p.stat().st_size > 10_000 for p in paths)
+    fig = latent.plot_extrapolations(models, latent.make_data(latent.get_preset("quick", **TINY), 5), 5, paths=3)
+    assert [ax.get_title() for ax in fig.axes] == ["RNN, time differences, N = 5", "Latent ODE, N = 5",
+                                                   "Latent trajectories, 2 components"]
+    assert len(fig.axes[2].lines) == 3

@@ -137,8 +137,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           root=args.root, budget_s=args.budget_s, threads=args.threads, epochs=args.epochs,
                           train_limit=args.train_limit, seed=args.seed)
         elif args.experiment == "latent":
-            results = latent.run(args.preset, out=args.out, budget_s=args.budget_s, threads=args.threads,
-                                 verbose=not args.quiet, **_overrides(args.set))
+            results, models = latent.run(args.preset, out=args.out, budget_s=args.budget_s, threads=args.threads,
+                                         verbose=not args.quiet, return_models=True, **_overrides(args.set))
+            if results["status"] == "complete":
+                latent.save_figures(results, models, args.out)
         else:
             results = _density(args)
     except (ValueError, FileNotFoundError) as err:

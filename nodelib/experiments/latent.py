@@ -31,7 +31,8 @@ from ..training import _optimise
 from .runs import config_changes, default_dtype, log, pick_device, provenance, replace_preset
 
 __all__ = ["MODELS", "MODEL_NAMES", "PAPER", "LatentPreset", "PRESETS", "get_preset", "make_data", "build",
-           "predictive_errors", "run", "table2_frame", "paired_frame"]
+           "predictive_errors", "run", "table2_frame", "paired_frame", "plot_extrapolations",
+           "plot_latent_traversal", "save_figures"]
 
 #: The three models of Table 2, in the order they are trained.
 MODELS = ("rnn", "rnn_dt", "latent_ode")
@@ -177,7 +178,8 @@ def _plain(cfg: LatentPreset) -> dict:
 
 
 def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[float] = None,
-        threads: Optional[int] = None, verbose: bool = False, return_models: bool = False, **overrides):
+        threads: Optional[int] = None, verbose: bool = False, quiet: bool = False, return_models: bool = False,
+        **overrides):
     """Train the models of Table 2 for each ``n`` in the preset and return the results (also written to
     ``out/results.json`` when ``out`` is given).
 
@@ -188,7 +190,8 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
             models already done and resumes the others from their checkpoints.
         budget_s: stop after a checkpoint once this many seconds have passed (rerun to resume).
         threads: PyTorch's CPU thread count.
-        verbose: print the fits' progress lines (one line per model is always printed).
+        verbose: print the fits' progress lines.
+        quiet: print nothing (else one line per model, and one at the start and the end).
         return_models: also return the trained models, ``{(kind, n): model}``.
         overrides: fields of :class:`LatentPreset`.
 
@@ -197,6 +200,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
     started = time.monotonic()
     deadline = None if budget_s is None else started + budget_s
     cfg = get_preset(preset, **overrides)
+    say = (lambda message: None) if quiet else log
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive int, got {threads!r}.")
@@ -215,7 +219,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
                              f"--out or the same options.")
         results["runs"] = previous.get("runs", {})
         earlier_s = float((previous.get("provenance") or {}).get("wall_time_total_s", 0.0))
-    log(f"Table 2: preset {cfg.name}, n = {list(cfg.observations)}, {cfg.n_series} spirals")
+    say(f"Table 2: preset {cfg.name}, n = {list(cfg.observations)}, {cfg.n_series} spirals")
 
     def save() -> None:
         elapsed = time.monotonic() - started
@@ -242,11 +246,11 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
             model, record = _fit(kind, n, cfg, data, checkpoint, deadline, verbose)
             if record is None:
                 complete = False
-                log(f"[{kind}, n = {n}] time budget reached; run the same command again to resume")
+                say(f"[{kind}, n = {n}] time budget reached; run the same command again to resume")
                 break
             models[(kind, n)] = model
             slot[kind] = record
-            log(f"[{kind}, n = {n}] test RMSE {record['test_rmse']:.4f}, {record['train_time_s']:.1f} s")
+            say(f"[{kind}, n = {n}] test RMSE {record['test_rmse']:.4f}, {record['train_time_s']:.1f} s")
             save()
         if not complete:
             break
@@ -254,7 +258,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
                           for other in ("rnn", "rnn_dt")}
     results["status"] = "complete" if complete else "incomplete"
     save()
-    log(f"Table 2 {results['status']} in {time.monotonic() - started:.1f} s")
+    say(f"Table 2 {results['status']} in {time.monotonic() - started:.1f} s")
     return (results, models) if return_models else results
 
 
@@ -291,3 +295,82 @@ def paired_frame(results: dict, *, decimals: int = 4):
                          f"{p['difference']:+.{decimals}f} ± {p['se']:.{decimals}f}",
                          f"{abs(p['difference']) / p['se']:.1f}"])
     return pd.DataFrame(rows, columns=["n", "difference", "RMSE per spiral", "standard errors"])
+
+
+def plot_extrapolations(models: Dict[tuple, nn.Module], data: dict, n: int, *, index: int = 0, paths: int = 40):
+    """The paper's Fig. 8 for this experiment, one row of three panels: test spiral ``index`` with its
+    ``n`` observations and the extrapolations of the RNN with time differences and of the latent ODE;
+    then the latent ODE's posterior-mean trajectories over the window for ``paths`` test spirals,
+    projected on their first two principal components, coloured by direction. ``data`` is
+    :func:`make_data`'s; ``models`` maps ``(kind, n)`` to trained models, as :func:`run` returns them."""
+    import matplotlib.pyplot as plt
+
+    test, (times, values) = data["test"], data["test_obs"]
+    ode = models[("latent_ode", n)]
+    with torch.no_grad():
+        predictions = {"RNN, time differences": models[("rnn_dt", n)].forecast(times, values, test.future_times),
+                       "Latent ODE": ode.predict(times, values, test.future_times)}
+        mean, _ = ode.encode(times, values)
+        latent_paths = ode.trajectory(mean[:paths], test.times[:test.n_window])
+        flat = latent_paths.reshape(-1, latent_paths.shape[-1])
+        _, _, v = torch.pca_lowrank(flat, q=2)
+        projected = ((latent_paths - flat.mean(0)) @ v).numpy()
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+    for ax, (name, predicted) in zip(axes[:2], predictions.items()):
+        ax.plot(*test.clean[index].T, color="0.7", lw=1, label="true spiral")
+        ax.plot(*values[index].T, ".", color="C0", ms=4, label="observations")
+        ax.plot(*predicted[index].T, color="C3", lw=1.5, label="extrapolation")
+        ax.set(title=f"{name}, N = {n}", xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
+    axes[1].sharex(axes[0])
+    axes[1].sharey(axes[0])
+    axes[0].legend(fontsize=7, loc="lower left")
+    for b in range(projected.shape[1]):
+        axes[2].plot(projected[:, b, 0], projected[:, b, 1], lw=0.7,
+                     color="C0" if test.counter_clockwise[b] else "C1")
+    axes[2].set(title="Latent trajectories, 2 components", xlabel="component 1", ylabel="component 2")
+    fig.tight_layout()
+    return fig
+
+
+def plot_latent_traversal(model: LatentODE, data: dict, *, index: int = 0, spread: float = 0.5,
+                          steps: int = 7):
+    """The paper's Fig. 9: from the posterior mean of test spiral ``index``, each of the first three
+    latent dimensions in turn shifted by ``steps`` values in ``[-spread, spread]``, solved over the
+    whole grid and decoded (one panel per dimension)."""
+    import matplotlib.pyplot as plt
+
+    test, (times, values) = data["test"], data["test_obs"]
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.1), sharex=True, sharey=True)
+    with torch.no_grad():
+        mean, _ = model.encode(times[index:index + 1], values[index:index + 1])
+        for ax, dim in zip(axes, range(3)):
+            for k, shift in enumerate(torch.linspace(-spread, spread, steps)):
+                z0 = mean.clone()
+                z0[0, dim] += shift
+                path = model.decoder(model.trajectory(z0, test.times))[:, 0]
+                ax.plot(*path.T, color=plt.cm.viridis(k / (steps - 1)), lw=1)
+            ax.set(title=f"varying $z_{{0,{dim + 1}}}$", xlabel="$x_1$", aspect="equal")
+    axes[0].set_ylabel("$x_2$")
+    fig.tight_layout()
+    return fig
+
+
+def save_figures(results: dict, models: Dict[tuple, nn.Module], out: str, *, n: Optional[int] = None) -> list:
+    """Write the Fig. 8 and Fig. 9 analogues of a complete run's models at ``n`` observations (default:
+    the run's smallest ``n``, as in the paper's figures) to ``out/fig8.png`` and ``out/fig9.png``;
+    return the paths."""
+    import matplotlib.pyplot as plt
+
+    n = min(results["config"]["observations"]) if n is None else n
+
+    cfg = get_preset(results["preset"], **{k: (tuple(v) if isinstance(v, list) else v)
+                                           for k, v in results["config"].items() if k != "name"})
+    data = make_data(cfg, n)
+    paths = []
+    for name, fig in (("fig8.png", plot_extrapolations(models, data, n)),
+                      ("fig9.png", plot_latent_traversal(models[("latent_ode", n)], data))):
+        path = pathlib.Path(out) / name
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
