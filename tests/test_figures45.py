@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nodelib.data import toy2d
-from nodelib.experiments import density, figures45
+from nodelib.experiments import density, figures45, runs
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -155,7 +155,7 @@ def test_recorded_panels_are_cut_from_the_files_beside_the_results(tmp_path):
         figures45.recorded_fig4_panels([(run4 / "results.json", kl_run("u1", (1, 2, 8)))], "u1")
     # results read from the book's repository name their files by address
     address = (run4 / "results.json").as_uri()
-    assert figures45._beside(address, "fig4-u1.png") == (run4 / "fig4-u1.png").as_uri()
+    assert runs.beside(address, "fig4-u1.png") == (run4 / "fig4-u1.png").as_uri()
     assert sorted(figures45.recorded_fig4_panels([(address, kl_run("u1", (2, 8)))], "u1")) == sorted(panels)
 
 

@@ -40,8 +40,17 @@ def test_a_run_records_every_model_and_its_paired_comparison(tmp_path):
         assert abs(slot["paired"]["rnn"]["difference"] - float(d.mean())) < 1e-6
         assert abs(slot["paired"]["rnn"]["se"] - float(d.std() / 2)) < 1e-6
     frame = latent.table2_frame(results)
-    assert list(frame.columns) == ["model", "", "n = 5", "n = 8"]
+    assert list(frame.columns) == ["model", "", "N = 5", "N = 8"]
     assert frame.iloc[0, 2] == f"{results['runs']['5']['rnn']['test_rmse']:.4f}"
+    assert list(frame.iloc[1]) == ["", "Table 2", "–", "–"]          # the paper has no N = 5, 8
+    again = {**results, "config": {**results["config"], "seed": 1}}
+    both = latent.table2_frame(results, again)
+    assert list(both.iloc[:3, 1]) == ["this book, seed 0", "this book, seed 1", "Table 2"]
+    pairs = latent.paired_frame(results, again)
+    assert len(pairs) == 8 and list(pairs.columns)[0] == "seed"
+    one = latent.paired_frame(results).iloc[0]
+    expected = results["runs"]["5"]["paired"]["rnn"]
+    assert one["RMSE per spiral"] == f"{expected['difference']:+.4f} ± {expected['se']:.4f}"
 
 
 def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):

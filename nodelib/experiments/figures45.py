@@ -30,6 +30,7 @@ from torch import Tensor
 
 from ..data import energies, toy2d
 from . import density
+from .runs import beside, read_png
 
 __all__ = ["PAPER_FIG4_TARGETS", "run_quietly", "kl_rows", "fig5_runs", "kl_text", "difference", "kl_frame",
            "ml_frame", "paired_frame", "Panel", "png_panels", "recorded_fig4_panels", "recorded_fig5_panels",
@@ -200,26 +201,6 @@ def _runs(mask_line: np.ndarray, least: int) -> list:
     return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2]) if e - s >= least]
 
 
-def _beside(path: Union[str, pathlib.Path], name: str) -> Union[str, pathlib.Path]:
-    """The file ``name`` beside a recorded ``results.json``: a path, or an address when the results
-    were read from the book's repository (:func:`nodelib.experiments.runs.recorded_results`)."""
-    if isinstance(path, str) and "://" in path:
-        return path.rsplit("/", 1)[0] + "/" + name
-    return pathlib.Path(path).parent / name
-
-
-def _read_png(location: Union[str, pathlib.Path]) -> np.ndarray:
-    """The pixels of a PNG file, read from a path or downloaded from an address."""
-    import matplotlib.image
-
-    if isinstance(location, str) and "://" in location:
-        import urllib.request
-
-        with urllib.request.urlopen(location, timeout=20) as response:
-            return matplotlib.image.imread(io.BytesIO(response.read()), format="png")
-    return matplotlib.image.imread(str(location))
-
-
 def png_panels(path: Union[str, pathlib.Path], *, least: int = 60, inset_px: int = 3) -> list:
     """The square framed panels of a PNG figure (a path or an address), as rows (top to bottom) of
     :class:`Panel` (left to right).
@@ -231,7 +212,7 @@ def png_panels(path: Union[str, pathlib.Path], *, least: int = 60, inset_px: int
     Raises:
         ValueError: the file has no framed square panels.
     """
-    pixels = _read_png(path)
+    pixels = read_png(path)
     rgb = pixels[..., :3].astype(float)
     if rgb.max() > 1.0:
         rgb = rgb / 255.0
@@ -285,7 +266,7 @@ def recorded_fig4_panels(recorded: Sequence[Tuple[pathlib.Path, dict]], target: 
         if results.get("status") != "complete" or slot is None:
             continue
         sizes = sorted(int(s) for s in slot["nf"] if s in slot["cnf"])
-        figure = _beside(path, f"fig4-{target}.png")
+        figure = beside(path, f"fig4-{target}.png")
         grid = png_panels(figure)
         if len(grid) != 3 or any(len(row) != len(sizes) for row in grid):
             raise ValueError(f"{figure}: expected 3 rows of {len(sizes)} panels (sizes {sizes}), found "
@@ -309,7 +290,7 @@ def recorded_fig5_panels(recorded: Sequence[Tuple[pathlib.Path, dict]], name: st
         names = list(results["maximum_likelihood"])
         if name not in names:
             continue
-        figure = _beside(path, "fig5.png")
+        figure = beside(path, "fig5.png")
         grid = png_panels(figure)
         if len(grid) != len(names) or any(len(row) != 5 for row in grid):
             raise ValueError(f"{figure}: expected {len(names)} rows of 5 panels, found {[len(r) for r in grid]}.")

@@ -268,33 +268,41 @@ def _paired(first: list, second: list) -> dict:
     return {"difference": float(d.mean()), "se": float(d.std() / math.sqrt(d.numel())), "n_test": d.numel()}
 
 
-def table2_frame(results: dict, *, decimals: int = 4):
-    """Table 2 as a ``pandas.DataFrame``: a row per model (ours and the paper's), a column per ``n``."""
+def table2_frame(*runs: dict, decimals: int = 4):
+    """Table 2 as a ``pandas.DataFrame``: for each model a row per recorded run (labelled by its
+    seed when there are several) and the paper's row; a column per ``n`` of the first run."""
     import pandas as pd
 
-    ns = [int(n) for n in results["runs"]]
+    ns = [int(n) for n in runs[0]["runs"]]
+    paper = runs[0]["paper"]
     rows = []
     for kind in MODELS:
-        rows.append([MODEL_NAMES[kind], "this book",
-                     *[f"{results['runs'][str(n)][kind]['test_rmse']:.{decimals}f}" for n in ns]])
-        paper = results["paper"]["table2"].get(kind)
-        if paper is not None:
-            column = dict(zip(results["paper"]["observations"], paper))
+        for i, results in enumerate(runs):
+            label = "this book" + (f", seed {results['config']['seed']}" if len(runs) > 1 else "")
+            slots = results["runs"]
+            rows.append([MODEL_NAMES[kind] if i == 0 else "", label,
+                         *[f"{slots[str(n)][kind]['test_rmse']:.{decimals}f}" if str(n) in slots else "–"
+                           for n in ns]])
+        if kind in paper["table2"]:
+            column = dict(zip(paper["observations"], paper["table2"][kind]))
             rows.append(["", "Table 2", *[f"{column[n]:.4f}" if n in column else "–" for n in ns]])
-    return pd.DataFrame(rows, columns=["model", "", *[f"n = {n}" for n in ns]])
+    return pd.DataFrame(rows, columns=["model", "", *[f"N = {n}" for n in ns]])
 
 
-def paired_frame(results: dict, *, decimals: int = 4):
-    """The latent ODE's RMSE minus each RNN's, per spiral, mean ± standard error, with the ratio."""
+def paired_frame(*runs: dict, decimals: int = 4):
+    """The latent ODE's RMSE minus each RNN's, per test spiral: mean ± standard error, and the
+    difference in standard errors; a row per run, ``n`` and RNN."""
     import pandas as pd
 
     rows = []
-    for n, slot in results["runs"].items():
-        for other, p in slot.get("paired", {}).items():
-            rows.append([int(n), f"Latent ODE − {MODEL_NAMES[other]}",
-                         f"{p['difference']:+.{decimals}f} ± {p['se']:.{decimals}f}",
-                         f"{abs(p['difference']) / p['se']:.1f}"])
-    return pd.DataFrame(rows, columns=["n", "difference", "RMSE per spiral", "standard errors"])
+    for results in runs:
+        for n, slot in results["runs"].items():
+            for other, p in slot.get("paired", {}).items():
+                rows.append([results["config"]["seed"], int(n), f"Latent ODE − {MODEL_NAMES[other]}",
+                             f"{p['difference']:+.{decimals}f} ± {p['se']:.{decimals}f}",
+                             f"{abs(p['difference']) / p['se']:.1f}"])
+    frame = pd.DataFrame(rows, columns=["seed", "N", "difference", "RMSE per spiral", "standard errors"])
+    return frame if len(runs) > 1 else frame.drop(columns="seed")
 
 
 def plot_extrapolations(models: Dict[tuple, nn.Module], data: dict, n: int, *, index: int = 0, paths: int = 40):

@@ -59,6 +59,9 @@ def describe(results: dict) -> str:
                 seed = f", seed {config['seed']}" if config.get("seed") else ""
                 parts.append(f"{_FIGURES[part]} on {datasets}{how}{seed}")
         return "; ".join(parts)
+    if results.get("experiment") == "latent-ode":
+        ns = ", ".join(str(n) for n in config.get("observations", []))
+        return f"Table 2 on {config.get('n_series', '?'):,} spirals: RNNs and latent ODE, N = {ns}"
     return str(results.get("experiment"))
 
 
@@ -85,6 +88,9 @@ def training_seconds(results: dict) -> float:
     """Seconds of training over every model of a run (checkpointed, so resumed runs count in full)."""
     if results.get("experiment") == "mnist-table1":
         return sum(m.get("train_time_s", 0.0) for m in results.get("models", {}).values())
+    if results.get("experiment") == "latent-ode":
+        return sum(model.get("train_time_s", 0.0) for slot in results.get("runs", {}).values()
+                   for kind, model in slot.items() if kind != "paired")
     return sum(model.get("train_time_s", 0.0)
                for part in ("density_matching", "maximum_likelihood")
                for slot in results.get(part, {}).values()
@@ -133,7 +139,7 @@ def page(folder: PathLike, *, repository_folder: str = "results") -> str:
         "",
         "## Recorded full-scale results",
         "",
-        "Part III also shows results of the `full` presets of `python -m nodelib.experiments`, which take hours. "
+        "Parts III and IV also show results of the `full` presets of `python -m nodelib.experiments`, which take hours. "
         "They were run once and recorded, each in its own folder of the repository, with its figures. "
         "Training time is the sum over the run's models, resumed runs included.",
         "",

@@ -24,7 +24,7 @@ import nodelib
 from ..storage import read_json
 
 __all__ = ["pick_device", "check_out_folder", "provenance", "log", "default_dtype", "replace_preset",
-           "recorded_results", "config_changes", "raw_url", "BOOK_REPOSITORY", "BOOK_BRANCH"]
+           "recorded_results", "config_changes", "raw_url", "beside", "read_png", "BOOK_REPOSITORY", "BOOK_BRANCH"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -206,3 +206,24 @@ def recorded_results(experiment: str, preset: str = "full", folders: tuple = (".
 def config_changes(old: dict, new: dict) -> str:
     """The fields in which two configurations differ, as ``field: old → new`` (for resume errors)."""
     return ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in {**old, **new} if old.get(k) != new.get(k))
+
+
+def beside(path: Union[str, pathlib.Path], name: str) -> Union[str, pathlib.Path]:
+    """The file ``name`` beside a recorded ``results.json``: a path, or an address when the results
+    were read from the book's repository (:func:`recorded_results`)."""
+    if isinstance(path, str) and "://" in path:
+        return path.rsplit("/", 1)[0] + "/" + name
+    return pathlib.Path(path).parent / name
+
+
+def read_png(location: Union[str, pathlib.Path]):
+    """The pixels of a PNG file (a ``numpy`` array), read from a path or downloaded from an address."""
+    import io
+    import urllib.request
+
+    import matplotlib.image
+
+    if isinstance(location, str) and "://" in location:
+        with urllib.request.urlopen(location, timeout=20) as response:
+            return matplotlib.image.imread(io.BytesIO(response.read()), format="png")
+    return matplotlib.image.imread(str(location))
