@@ -185,14 +185,19 @@ def test_the_time_difference_is_what_the_second_rnn_sees():
 def test_spirals_follow_their_closed_form_and_direction():
     data = spirals(6, noise=0.0, dtype=torch.float64)
     radius = data.clean.norm(dim=-1)
-    assert torch.allclose(radius - radius[:, :1], 0.15 * data.times, atol=1e-12)    # r = r0 + v t
-    assert ((radius[:, 0] >= 0.5) & (radius[:, 0] <= 1.5)).all()
+    assert torch.allclose(radius - radius[:, :1], 0.15 * data.times, atol=1e-12)    # r = r_min + v (s0 + t)
+    start = (radius[:, 0] - 0.5) / 0.15                                             # s0, in [0, 20]
+    assert ((start >= 0) & (start <= 20)).all()
     x, y = data.clean[:, :-1].unbind(-1)
     dx, dy = (data.clean[:, 1:] - data.clean[:, :-1]).unbind(-1)
     turning = torch.sign(x * dy - y * dx)                                           # + counter-clockwise
     assert (turning == torch.where(data.counter_clockwise, 1.0, -1.0)[:, None].double()).all()
     angle = torch.atan2(x[:, :-1] * y[:, 1:] - y[:, :-1] * x[:, 1:], x[:, :-1] * x[:, 1:] + y[:, :-1] * y[:, 1:])
     assert torch.allclose(angle.abs(), torch.full_like(angle, 0.05), atol=1e-12)    # unit angular speed
+    # every spiral lies on one curve per direction: its start angle is ±s0 (mod 2π), s0 from its radius
+    sign = torch.where(data.counter_clockwise, 1.0, -1.0).double()
+    expected = torch.stack([torch.cos(start), sign * torch.sin(start)], -1)
+    assert torch.allclose(data.clean[:, 0] / radius[:, :1], expected, atol=1e-12)
     noisy = spirals(6, noise=0.1, dtype=torch.float64)
     assert torch.equal(noisy.clean, data.clean)
     assert abs(float((noisy.observed - noisy.clean).std()) - 0.1) < 0.01

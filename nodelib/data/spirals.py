@@ -2,15 +2,19 @@
 
 Chen et al. generate 1,000 two-dimensional spirals, each starting at a different point and sampled at
 100 equally spaced times, half clockwise and half counter-clockwise, with Gaussian observation noise;
-they do not give the spirals' shape. This module's choice (chapter "Latent ODEs for irregular time
-series", eq. :eq:`spiral`): Archimedean spirals traced at unit angular speed,
+they do not give the spirals' shape. Their public example code (torchdiffeq's ``latent_ode.py``)
+cuts every series from one of two long spirals, starting at a random point of it. This module does
+the same with its own curves (chapter "Latent ODEs for irregular time series", eq. :eq:`spiral`):
+one Archimedean spiral, traced at unit angular speed, and its mirror image,
 
-``r(t) = r_0 + v t``, ``φ(t) = φ_0 ± t``, ``x(t) = r(t) (cos φ(t), sin φ(t))``,
+``r(t) = r_min + v (s_0 + t)``, ``φ(t) = ±(s_0 + t)``, ``x(t) = r(t) (cos φ(t), sin φ(t))``,
 
-with ``r_0 ~ U(0.5, 1.5)``, ``φ_0 ~ U(0, 2π)``, the sign ``+`` (counter-clockwise) for even series and
-``-`` for odd ones, and a grid of ``n_window + n_future`` times ``t_k = k h``. The first ``n_window``
-times are the window from which observations are drawn; the next ``n_future`` are the extrapolation
-window on which predictions are scored.
+with the start ``s_0 ~ U(0, max_start)``, the sign ``+`` (counter-clockwise) for even series and
+``-`` (the mirror image, clockwise) for odd ones, and a grid of ``n_window + n_future`` times
+``t_k = k h``. All series of one direction lie on one curve, so the part of a spiral to be predicted
+is where other series were observed. The first ``n_window`` times are the window from which
+observations are drawn; the next ``n_future`` are the extrapolation window on which predictions are
+scored.
 """
 from __future__ import annotations
 
@@ -63,7 +67,8 @@ class Spirals:
 
 
 def spirals(n_series: int = 1000, *, n_window: int = 100, n_future: int = 100, step: float = 0.05,
-            speed: float = 0.15, noise: float = 0.1, seed: int = 0, dtype: torch.dtype = torch.float32) -> Spirals:
+            speed: float = 0.15, r_min: float = 0.5, max_start: float = 20.0, noise: float = 0.1, seed: int = 0,
+            dtype: torch.dtype = torch.float32) -> Spirals:
     """Draw ``n_series`` spirals of eq. :eq:`spiral` from a generator seeded with ``seed``.
 
     Args:
@@ -71,8 +76,10 @@ def spirals(n_series: int = 1000, *, n_window: int = 100, n_future: int = 100, s
         n_window, n_future: grid times in the observation window and after it.
         step: the grid's spacing ``h``.
         speed: the radial speed ``v``.
+        r_min: the radius at ``s = 0``, where both curves begin.
+        max_start: the largest start ``s_0`` (in radians along the curve).
         noise: the observation noise's standard deviation (0 for none).
-        seed: the seed of the draws (start radii, start angles, noise).
+        seed: the seed of the draws (starts and noise).
         dtype: the dtype of the tensors.
 
     Example:
@@ -80,23 +87,22 @@ def spirals(n_series: int = 1000, *, n_window: int = 100, n_future: int = 100, s
         >>> data = spirals(4, noise=0.0)
         >>> tuple(data.observed.shape), data.counter_clockwise.tolist()
         ((4, 200, 2), [True, False, True, False])
-        >>> radius = data.clean.norm(dim=-1)          # r(t) = r_0 + v t
+        >>> radius = data.clean.norm(dim=-1)          # r(t) = r_min + v (s_0 + t)
         >>> bool(((radius[:, 1:] - radius[:, :-1]) - 0.15 * 0.05).abs().max() < 1e-5)
         True
     """
     positive_ints(n_series=n_series, n_window=n_window, n_future=n_future)
-    positive_float("step", step)
-    positive_float("speed", speed)
+    for name, value in (("step", step), ("speed", speed), ("r_min", r_min), ("max_start", max_start)):
+        positive_float(name, value)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < math.inf:
         raise ValueError(f"noise must be a non-negative float, got {noise!r}.")
     generator = torch.Generator().manual_seed(seed)
     times = torch.arange(n_window + n_future, dtype=torch.float64) * step
-    r0 = 0.5 + torch.rand(n_series, 1, generator=generator, dtype=torch.float64)
-    phi0 = 2 * math.pi * torch.rand(n_series, 1, generator=generator, dtype=torch.float64)
+    along = max_start * torch.rand(n_series, 1, generator=generator, dtype=torch.float64) + times
     counter_clockwise = torch.arange(n_series) % 2 == 0
     sign = torch.where(counter_clockwise, 1.0, -1.0).to(torch.float64)[:, None]
-    radius, angle = r0 + speed * times, phi0 + sign * times
-    clean = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1)
+    radius = r_min + speed * along
+    clean = torch.stack([radius * torch.cos(along), sign * radius * torch.sin(along)], dim=-1)
     observed = clean + noise * torch.randn(clean.shape, generator=generator, dtype=torch.float64)
     return Spirals(times.to(dtype), clean.to(dtype), observed.to(dtype), counter_clockwise, n_window, float(noise))
 

@@ -50,7 +50,8 @@ class LatentPreset:
 
     Data: ``n_series`` spirals (:func:`nodelib.data.spirals.spirals`, seed ``seed``), the first
     ``n_train`` for training, the others for testing; ``n_window`` observable and ``n_future``
-    predicted grid times ``h = step`` apart; radial speed ``speed``; noise ``noise``. Models: as
+    predicted grid times ``h = step`` apart; radial speed ``speed``, radius ``r_min`` where the curves
+    begin, starts up to ``max_start``; noise ``noise``. Models: as
     :data:`PAPER`, with the likelihood's ``σ`` equal to ``noise``. Training: Adam from ``lr`` with a
     cosine schedule, ``iterations`` steps on minibatches of ``batch_size`` spirals, for every model.
     Solves: dopri5 at ``rtol``, ``atol``; ``adjoint`` chooses the adjoint method over direct
@@ -64,6 +65,8 @@ class LatentPreset:
     n_future: int = 100
     step: float = 0.05
     speed: float = 0.15
+    r_min: float = 0.5
+    max_start: float = 20.0
     noise: float = 0.1
     observations: Tuple[int, ...] = (30, 50, 100)
     latent_dim: int = 4
@@ -101,7 +104,7 @@ def get_preset(name: str, **overrides) -> LatentPreset:
 def make_data(cfg: LatentPreset, n: int) -> dict:
     """The training and test spirals and their ``n`` irregular observations (seeds fixed by ``cfg.seed``)."""
     data = spirals(cfg.n_series, n_window=cfg.n_window, n_future=cfg.n_future, step=cfg.step, speed=cfg.speed,
-                   noise=cfg.noise, seed=cfg.seed)
+                   r_min=cfg.r_min, max_start=cfg.max_start, noise=cfg.noise, seed=cfg.seed)
     train, test = data.split(cfg.n_train)
     return {"train": train, "test": test, "train_obs": irregular_observations(train, n, seed=cfg.seed + 1),
             "test_obs": irregular_observations(test, n, seed=cfg.seed + 2)}
