@@ -52,7 +52,7 @@ class LatentPreset:
     ``n_train`` for training, the others for testing; ``n_window`` observable and ``n_future``
     predicted grid times ``h = step`` apart; radial speed ``speed``, radius ``r_min`` where the curves
     begin, starts up to ``max_start``; noise ``noise``. Models: as
-    :data:`PAPER`, with the likelihood's ``σ`` equal to ``noise``. Training: Adam from ``lr`` with a
+    :data:`PAPER`, with the likelihood's ``σ = obs_std``. Training: Adam from ``lr`` with a
     cosine schedule, ``iterations`` steps on minibatches of ``batch_size`` spirals, for every model.
     Solves: dopri5 at ``rtol``, ``atol``; ``adjoint`` chooses the adjoint method over direct
     backpropagation (both give the same gradients; with a 4-dimensional state, memory is no concern).
@@ -73,6 +73,7 @@ class LatentPreset:
     rnn_hidden: int = 25
     ode_hidden: int = 20
     decoder_hidden: int = 20
+    obs_std: float = 0.3
     iterations: int = 5000
     batch_size: int = 100
     lr: float = 0.03
@@ -119,7 +120,7 @@ def build(kind: str, cfg: LatentPreset) -> nn.Module:
 def _build(kind: str, cfg: LatentPreset) -> nn.Module:
     if kind == "latent_ode":
         return LatentODE(2, cfg.latent_dim, rnn_hidden=cfg.rnn_hidden, ode_hidden=cfg.ode_hidden,
-                         decoder_hidden=cfg.decoder_hidden, obs_std=cfg.noise, rtol=cfg.rtol, atol=cfg.atol,
+                         decoder_hidden=cfg.decoder_hidden, obs_std=cfg.obs_std, rtol=cfg.rtol, atol=cfg.atol,
                          adjoint=cfg.adjoint)
     if kind in ("rnn", "rnn_dt"):
         return RNNForecaster(2, cfg.rnn_hidden, time_input=kind == "rnn_dt")
