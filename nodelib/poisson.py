@@ -88,11 +88,11 @@ def poisson_log_likelihood(intensity: Callable[[Tensor], Tensor], func: Callable
     Example:
         >>> import math, torch
         >>> from nodelib.poisson import poisson_log_likelihood
-        >>> rate = lambda z: z[:, 0].exp()            # λ = exp(z) = 2 for a constant z = log 2
+        >>> rate = lambda z: z[:, 0].exp()   # λ = exp(z) = 2 for a constant z = log 2
         >>> still = lambda t, z: torch.zeros_like(z)
         >>> ll = poisson_log_likelihood(rate, still, torch.tensor([[math.log(2.0)]]),
         ...                             torch.tensor([[0.5, 1.0, 2.0, 2.5]]), 0.0, 3.0)
-        >>> round(ll.item(), 4), round(4 * math.log(2.0) - 2.0 * 3.0, 4)   # N log λ − λ T
+        >>> round(ll.item(), 4), round(4 * math.log(2.0) - 2.0 * 3.0, 4)   # N log λ − λT
         (-3.2274, -3.2274)
     """
     mask = check_series(times, mask=mask)
@@ -142,7 +142,8 @@ def sample_events(rate: Callable[[Tensor], Tensor], t_start: float, t_end: float
     Example:
         >>> import torch
         >>> from nodelib.poisson import sample_events
-        >>> times, mask = sample_events(lambda t: torch.full_like(t, 2.0), 0.0, 500.0, 2.0, 1,
+        >>> rate = lambda t: torch.full_like(t, 2.0)
+        >>> times, mask = sample_events(rate, 0.0, 500.0, 2.0, 1,
         ...                             generator=torch.Generator().manual_seed(0))
         >>> abs(int(mask.sum()) - 1000) < 4 * 1000 ** 0.5   # a mean of 2 x 500 events
         True

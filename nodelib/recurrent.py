@@ -37,8 +37,10 @@ class RNNForecaster(nn.Module):
         >>> _ = torch.manual_seed(0)
         >>> rnn = RNNForecaster(2, time_input=True)
         >>> times, values = torch.tensor([[0.0, 0.1, 0.3]]), torch.randn(1, 3, 2)
-        >>> rnn.nll(times, values).shape, rnn.forecast(times, values, torch.tensor([0.4, 0.5])).shape
-        (torch.Size([1]), torch.Size([1, 2, 2]))
+        >>> rnn.nll(times, values).shape
+        torch.Size([1])
+        >>> rnn.forecast(times, values, torch.tensor([0.4, 0.5])).shape
+        torch.Size([1, 2, 2])
     """
 
     def __init__(self, obs_dim: int, hidden: int = 25, *, time_input: bool = False):

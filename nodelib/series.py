@@ -42,8 +42,9 @@ def check_series(times: Tensor, values: Optional[Tensor] = None, mask: Optional[
     Example:
         >>> import torch
         >>> from nodelib.series import check_series
-        >>> check_series(torch.tensor([[0.0, 0.5, 1.0], [0.2, 0.7, 0.0]]),
-        ...              mask=torch.tensor([[True, True, True], [True, True, False]])).sum().item()
+        >>> times = torch.tensor([[0.0, 0.5, 1.0], [0.2, 0.7, 0.0]])
+        >>> mask = torch.tensor([[True, True, True], [True, True, False]])
+        >>> check_series(times, mask=mask).sum().item()
         5
     """
     if not isinstance(times, Tensor) or times.dim() != 2 or times.shape[0] < 1 or times.shape[1] < 1:

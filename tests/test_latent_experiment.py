@@ -96,3 +96,12 @@ def test_the_figures_are_drawn_from_the_runs_models(tmp_path):
     assert [ax.get_title() for ax in fig.axes] == ["RNN, time differences, N = 5", "Latent ODE, N = 5",
                                                    "Latent trajectories, 2 components"]
     assert len(fig.axes[2].lines) == 3
+
+
+def test_a_subset_of_models_is_trained_alone_and_not_paired(tmp_path):
+    results = latent.run("quick", quiet=True, models=("latent_ode",), **{**TINY, "observations": (5,)})
+    assert set(results["runs"]["5"]) == {"latent_ode"} and results["models"] == ["latent_ode"]
+    whole = latent.run("quick", quiet=True, **{**TINY, "observations": (5,)})
+    assert results["runs"]["5"]["latent_ode"]["test_errors"] == whole["runs"]["5"]["latent_ode"]["test_errors"]
+    with pytest.raises(ValueError, match="models"):
+        latent.run("quick", models=("lstm",), **TINY)

@@ -32,15 +32,11 @@ __all__ = ["Spirals", "spirals", "irregular_observations"]
 
 @dataclasses.dataclass
 class Spirals:
-    """A data set of spirals.
-
-    Attributes:
-        times: ``(T,)`` the common grid ``t_k = k h``, ``T = n_window + n_future``.
-        clean: ``(N, T, 2)`` the noiseless spirals.
-        observed: ``(N, T, 2)`` ``clean`` plus Gaussian noise of standard deviation ``noise``.
-        counter_clockwise: ``(N,)`` booleans, the direction of each spiral.
-        n_window: the number of leading grid times that can be observed.
-        noise: the noise's standard deviation.
+    """A data set of spirals: ``times`` ``(T,)``, the common grid ``t_k = k h`` with
+    ``T = n_window + n_future``; ``clean`` ``(N, T, 2)``, the noiseless spirals; ``observed``
+    ``(N, T, 2)``, ``clean`` plus Gaussian noise of standard deviation ``noise``; ``counter_clockwise``
+    ``(N,)``, the direction of each spiral; ``n_window``, the number of leading grid times that can be
+    observed.
     """
 
     times: Tensor

@@ -82,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
     lt.add_argument("--preset", choices=sorted(latent.PRESETS), default="quick",
                     help="quick: 300 spirals, n = 30 (under a minute); full: 1,000 spirals, n = 30, 50, 100")
     lt.add_argument("--out", required=True, help="folder for results.json and checkpoints/ (rerun to resume)")
+    lt.add_argument("--models", default=",".join(latent.MODELS),
+                    help=f"comma-separated subset of {','.join(latent.MODELS)}")
     lt.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (1 is fastest)")
     lt.add_argument("--budget-s", type=float, default=None,
                     help="stop after a checkpoint once this many seconds have passed (rerun to resume)")
@@ -137,10 +139,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           root=args.root, budget_s=args.budget_s, threads=args.threads, epochs=args.epochs,
                           train_limit=args.train_limit, seed=args.seed)
         elif args.experiment == "latent":
-            results, models = latent.run(args.preset, out=args.out, budget_s=args.budget_s, threads=args.threads,
-                                         verbose=not args.quiet, return_models=True, **_overrides(args.set))
-            if results["status"] == "complete":
-                latent.save_figures(results, models, args.out)
+            models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+            results, trained = latent.run(args.preset, out=args.out, budget_s=args.budget_s, threads=args.threads,
+                                          verbose=not args.quiet, return_models=True, models=models,
+                                          **_overrides(args.set))
+            if results["status"] == "complete" and set(latent.MODELS) <= set(results["models"]):
+                latent.save_figures(results, trained, args.out)
         else:
             results = _density(args)
     except (ValueError, FileNotFoundError) as err:

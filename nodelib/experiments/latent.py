@@ -183,7 +183,7 @@ def _plain(cfg: LatentPreset) -> dict:
 
 def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[float] = None,
         threads: Optional[int] = None, verbose: bool = False, quiet: bool = False, return_models: bool = False,
-        **overrides):
+        models: Tuple[str, ...] = MODELS, **overrides):
     """Train the models of Table 2 for each ``n`` in the preset and return the results (also written to
     ``out/results.json`` when ``out`` is given).
 
@@ -197,6 +197,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
         verbose: print the fits' progress lines.
         quiet: print nothing (else one line per model, and one at the start and the end).
         return_models: also return the trained models, ``{(kind, n): model}``.
+        models: the models to train, a subset of :data:`MODELS` (the paired comparisons need all three).
         overrides: fields of :class:`LatentPreset`.
 
     The models run on the CPU: with a 4-dimensional latent state, a GPU has nothing to parallelise.
@@ -204,6 +205,9 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
     started = time.monotonic()
     deadline = None if budget_s is None else started + budget_s
     cfg = get_preset(preset, **overrides)
+    models = tuple(models)
+    if not models or any(kind not in MODELS for kind in models):
+        raise ValueError(f"models={models!r} must be a non-empty selection from {MODELS}.")
     say = (lambda message: None) if quiet else log
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -212,6 +216,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
     device = pick_device("cpu")
     out_dir = pathlib.Path(out) if out is not None else None
     results = {"experiment": "latent-ode", "preset": cfg.name, "status": "running", "config": _plain(cfg),
+               "models": [kind for kind in MODELS if kind in models],
                "paper": {k: (list(v) if isinstance(v, tuple) else v) for k, v in PAPER.items()},
                "runs": {}, "provenance": None}
     earlier_s = 0.0
@@ -231,12 +236,12 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
         if out_dir is not None:
             write_json_atomic(out_dir / "results.json", results)
 
-    models: Dict[tuple, nn.Module] = {}
+    trained: Dict[tuple, nn.Module] = {}
     complete = True
     for n in cfg.observations:
         data = make_data(cfg, n)
         slot = results["runs"].setdefault(str(n), {})
-        for kind in MODELS:
+        for kind in results["models"]:
             checkpoint = None
             if out_dir is not None:
                 (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -245,25 +250,26 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
                 if return_models:
                     model = build(kind, cfg)
                     model.load_state_dict(load_checkpoint(checkpoint, keys=("model",))["model"])
-                    models[(kind, n)] = model
+                    trained[(kind, n)] = model
                 continue
             model, record = _fit(kind, n, cfg, data, checkpoint, deadline, verbose)
             if record is None:
                 complete = False
                 say(f"[{kind}, n = {n}] time budget reached; run the same command again to resume")
                 break
-            models[(kind, n)] = model
+            trained[(kind, n)] = model
             slot[kind] = record
             say(f"[{kind}, n = {n}] test RMSE {record['test_rmse']:.4f}, {record['train_time_s']:.1f} s")
             save()
         if not complete:
             break
-        slot["paired"] = {other: _paired(slot["latent_ode"]["test_errors"], slot[other]["test_errors"])
-                          for other in ("rnn", "rnn_dt")}
+        if set(MODELS) <= set(slot):
+            slot["paired"] = {other: _paired(slot["latent_ode"]["test_errors"], slot[other]["test_errors"])
+                              for other in ("rnn", "rnn_dt")}
     results["status"] = "complete" if complete else "incomplete"
     save()
     say(f"Table 2 {results['status']} in {time.monotonic() - started:.1f} s")
-    return (results, models) if return_models else results
+    return (results, trained) if return_models else results
 
 
 def _paired(first: list, second: list) -> dict:
