@@ -102,7 +102,9 @@ class LatentODE(nn.Module):
         decoder_hidden: the hidden units of the decoder ``D_ψ`` (the paper: 20; ReLU).
         obs_std: the observation noise ``σ`` of the likelihood.
         t0: the time ``t_0`` of the latent initial state ``z_0``.
-        rtol, atol, method: the ODE solves.
+        rtol: the relative tolerance of the ODE solves.
+        atol: their absolute tolerance.
+        method: their method (default dopri5).
         adjoint: differentiate the solves by the adjoint method (Theorem 1); else by direct
             backpropagation.
 

@@ -71,11 +71,15 @@ def poisson_log_likelihood(intensity: Callable[[Tensor], Tensor], func: Callable
         func: the latent field ``f(t, z)``, ``z`` of shape ``(B, d)``.
         z0: ``(B, d)`` latent states at ``t_start``.
         times: ``(B, n)`` event times, strictly increasing within each series, in ``[t_start, t_end]``.
-        t_start, t_end: the observation window, finite, ``t_start < t_end`` (floats or 0-d tensors).
+        t_start: the start of the observation window (a float or a 0-d tensor).
+        t_end: its end, finite, ``t_end > t_start``.
         mask: ``(B, n)`` booleans, ``True`` on events and ``False`` on the padding after them.
         adjoint: differentiate by :func:`nodelib.odeint_adjoint` (constant memory) rather than by direct
             backpropagation through :func:`nodelib.odeint`.
-        rtol, atol, method, options: the solve (see :func:`nodelib.odeint`).
+        rtol: the relative tolerance of the solve (see :func:`nodelib.odeint`).
+        atol: its absolute tolerance.
+        method: its method (default dopri5).
+        options: its options.
 
     Returns:
         ``(B,)`` log-likelihoods, one per series.
@@ -129,7 +133,8 @@ def sample_events(rate: Callable[[Tensor], Tensor], t_start: float, t_end: float
 
     Args:
         rate: maps times ``(M,)`` to intensities ``(M,)`` in ``[0, bound]``.
-        t_start, t_end: the window.
+        t_start: the start of the window.
+        t_end: its end.
         bound: an upper bound of ``rate`` on the window (checked at the candidates).
         n_series: the number of realisations.
         generator: the random generator (default: PyTorch's global one).

@@ -94,7 +94,7 @@ def test_the_figures_are_drawn_from_the_runs_models(tmp_path):
     assert [p.name for p in paths] == ["fig8.png", "fig9.png"] and all(p.stat().st_size > 10_000 for p in paths)
     fig = latent.plot_extrapolations(models, latent.make_data(latent.get_preset("quick", **TINY), 5), 5, paths=3)
     assert [ax.get_title() for ax in fig.axes] == ["RNN, time differences, N = 5", "Latent ODE, N = 5",
-                                                   "Latent trajectories, 2 components"]
+                                                   "Latent trajectories"]
     assert len(fig.axes[2].lines) == 3
 
 
@@ -105,3 +105,13 @@ def test_a_subset_of_models_is_trained_alone_and_not_paired(tmp_path):
     assert results["runs"]["5"]["latent_ode"]["test_errors"] == whole["runs"]["5"]["latent_ode"]["test_errors"]
     with pytest.raises(ValueError, match="models"):
         latent.run("quick", models=("lstm",), **TINY)
+
+
+def test_the_reference_predictions_score_the_spirals_size_and_the_noise():
+    from nodelib.data.spirals import spirals
+    clean = spirals(50, noise=0.0, dtype=torch.float64)
+    radius = 0.5 + 0.15 * (((clean.clean[:, 0].norm(dim=-1) - 0.5) / 0.15)[:, None] + clean.times[100:])
+    assert abs(latent.reference_rmse(clean)["origin"] - float((radius ** 2 / 2).mean().sqrt())) < 1e-12
+    assert latent.reference_rmse(clean)["noiseless"] == 0.0
+    noisy = spirals(2000, noise=0.1, dtype=torch.float64)
+    assert abs(latent.reference_rmse(noisy)["noiseless"] - 0.1) < 0.001

@@ -69,7 +69,8 @@ def spirals(n_series: int = 1000, *, n_window: int = 100, n_future: int = 100, s
 
     Args:
         n_series: the number of spirals (half of them, rounded up, counter-clockwise).
-        n_window, n_future: grid times in the observation window and after it.
+        n_window: grid times in the observation window.
+        n_future: grid times after it.
         step: the grid's spacing ``h``.
         speed: the radial speed ``v``.
         r_min: the radius at ``s = 0``, where both curves begin.

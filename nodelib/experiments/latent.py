@@ -31,7 +31,7 @@ from ..training import _optimise
 from .runs import config_changes, default_dtype, log, pick_device, provenance, replace_preset
 
 __all__ = ["MODELS", "MODEL_NAMES", "PAPER", "LatentPreset", "PRESETS", "get_preset", "make_data", "build",
-           "predictive_errors", "run", "table2_frame", "paired_frame", "plot_extrapolations",
+           "predictive_errors", "reference_rmse", "run", "table2_frame", "paired_frame", "plot_extrapolations",
            "plot_latent_traversal", "save_figures"]
 
 #: The three models of Table 2, in the order they are trained.
@@ -149,6 +149,15 @@ def predictive_errors(model: nn.Module, data: Spirals, observations: Tuple[Tenso
         return (predicted - data.observed[:, data.n_window:]).pow(2).mean((-2, -1)).sqrt()
 
 
+def reference_rmse(data: Spirals) -> Dict[str, float]:
+    """The RMSE of two reference predictions of the ``n_future`` times after the window, scored like
+    :func:`predictive_errors`: ``"origin"``, the origin at every time (the spirals' size), and
+    ``"noiseless"``, the noiseless spirals themselves (the noise)."""
+    future = data.observed[:, data.n_window:]
+    return {"origin": float(future.pow(2).mean().sqrt()),
+            "noiseless": float((future - data.clean[:, data.n_window:]).pow(2).mean().sqrt())}
+
+
 def _fit(kind: str, n: int, cfg: LatentPreset, data: dict, checkpoint: Optional[pathlib.Path],
          deadline: Optional[float], verbose: bool) -> Tuple[nn.Module, Optional[dict]]:
     seed_everything(cfg.seed + 100 * n + MODELS.index(kind))
@@ -188,7 +197,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
     ``out/results.json`` when ``out`` is given).
 
     Args:
-        preset: ``"quick"`` (300 spirals, ``n = 30``, 400 iterations: under a minute on a CPU) or
+        preset: ``"quick"`` (300 spirals, ``n = 30``, 600 iterations: under a minute on a CPU) or
             ``"full"`` (1,000 spirals, ``n`` = 30, 50, 100, 5,000 iterations).
         out: folder for ``results.json`` and ``checkpoints/``; a rerun with the same ``out`` keeps the
             models already done and resumes the others from their checkpoints.
@@ -343,9 +352,11 @@ def plot_extrapolations(models: Dict[tuple, nn.Module], data: dict, n: int, *, i
     axes[1].sharey(axes[0])
     axes[0].legend(fontsize=7, loc="lower left")
     for b in range(projected.shape[1]):
-        axes[2].plot(projected[:, b, 0], projected[:, b, 1], lw=0.7,
-                     color="C0" if test.counter_clockwise[b] else "C1")
-    axes[2].set(title="Latent trajectories, 2 components", xlabel="component 1", ylabel="component 2")
+        ccw = bool(test.counter_clockwise[b])
+        axes[2].plot(projected[:, b, 0], projected[:, b, 1], lw=0.7, color="C0" if ccw else "C1",
+                     label=("counter-clockwise" if ccw else "clockwise") if b < 2 else None)
+    axes[2].set(title="Latent trajectories", xlabel="principal component 1", ylabel="principal component 2")
+    axes[2].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
 
