@@ -319,8 +319,8 @@ def paired_frame(*runs: dict, decimals: int = 4):
             for other, p in slot.get("paired", {}).items():
                 rows.append([results["config"]["seed"], int(n), f"Latent ODE − {MODEL_NAMES[other]}",
                              f"{p['difference']:+.{decimals}f} ± {p['se']:.{decimals}f}",
-                             f"{abs(p['difference']) / p['se']:.1f}"])
-    frame = pd.DataFrame(rows, columns=["seed", "N", "difference", "RMSE per spiral", "standard errors"])
+                             f"{p['difference'] / p['se']:+.1f}"])
+    frame = pd.DataFrame(rows, columns=["seed", "N", "difference", "RMSE per spiral", "in standard errors"])
     return frame if len(runs) > 1 else frame.drop(columns="seed")
 
 

@@ -60,8 +60,11 @@ def describe(results: dict) -> str:
                 parts.append(f"{_FIGURES[part]} on {datasets}{how}{seed}")
         return "; ".join(parts)
     if results.get("experiment") == "latent-ode":
+        names = {"rnn": "RNN", "rnn_dt": "RNN with time differences", "latent_ode": "latent ODE"}
+        models = ", ".join(names[m] for m in results.get("models", list(names)))
         ns = ", ".join(str(n) for n in config.get("observations", []))
-        return f"Table 2 on {config.get('n_series', '?'):,} spirals: RNNs and latent ODE, N = {ns}"
+        return (f"Table 2 on {config.get('n_series', '?'):,} spirals, seed {config.get('seed')}: {models}; "
+                f"N = {ns}; likelihood σ = {config.get('obs_std')}")
     return str(results.get("experiment"))
 
 
