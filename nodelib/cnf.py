@@ -326,7 +326,7 @@ class CNF(nn.Module):
 
     def _augmented_solve(self, z_start: Tensor, noise: Optional[Tensor], t_start: float, t_end: float,
                          stats: Optional[SolveStats]) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
-        """``(z, Δ, penalties)`` at ``t_end`` of eq. :eq:`cnf-augmented` started from ``[z_start, 0, 0]`` at ``t_start``.
+        """``(z, Δ, penalties)`` at ``t_end`` of eq. :eq:`cnf-augmented` from ``[z_start, 0, 0]`` at ``t_start``.
 
         The penalty components integrate their rates from ``t_start``; a solve backwards in time ends
         at minus the integral over the interval, so the penalties are multiplied by the sign of

@@ -8,10 +8,11 @@ minibatches. :func:`fit_kl` fits any model with ``sample_with_log_prob(n) -> (x,
 unnormalised log-density ``log p̃`` by minimising the Monte Carlo estimate of
 ``E_q[log q - log p̃] = KL(q‖p) - log Z``. A model with penalties (a :class:`nodelib.CNF` built with
 ``kinetic_weight`` or ``jacobian_weight``, :cite:`finlay2020train`) is fitted to the regularised
-objective: the weighted means of its per-sample penalties are added to either loss. Both run Adam with a cosine learning-rate schedule, print
-plain-text progress, and with ``checkpoint=path`` save their state atomically every
-``checkpoint_every`` iterations and resume from it when rerun, bit for bit (the file loads with
-``torch.load(..., weights_only=True)``); with ``deadline`` they stop early, after a checkpoint.
+objective: the weighted means of its per-sample penalties are added to either loss. Both run Adam
+with a cosine learning-rate schedule, print plain-text progress, and with ``checkpoint=path`` save
+their state atomically every ``checkpoint_every`` iterations and resume from it when rerun, bit for
+bit (the file loads with ``torch.load(..., weights_only=True)``); with ``deadline`` they stop early,
+after a checkpoint.
 Bit for bit means every random stream a fit draws from is in the checkpoint: the fit's own
 generator (minibatches, samples) and PyTorch's global generators, from which a model may draw as
 well (Hutchinson's probe in ``CNF.log_prob``, dropout); resuming restores them.
