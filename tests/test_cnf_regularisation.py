@@ -253,3 +253,23 @@ def test_the_jacobian_penalty_needs_the_jacobian():
         nodelib.CNF(Divergent(2, hidden=(4,)), trace="closed_form", jacobian_weight=1.0)
     cnf = nodelib.CNF(Divergent(2, hidden=(4,)), trace="closed_form", kinetic_weight=1.0)
     assert list(cnf.log_prob_and_penalties(torch.randn(2, 2))[1]) == ["kinetic"]
+
+
+def test_fit_kl_adds_the_penalties_of_the_samples_trajectories():
+    """fit_kl's loss is the KL loss plus the weighted penalties; each part is recomputed from the model's own
+    sample_with_log_prob_and_penalties with the fit's generator (seed 0 on the CPU), at the first iteration."""
+    def log_target(x):
+        return -0.5 * (x - 1.0).pow(2).sum(-1)
+
+    torch.manual_seed(0)
+    cnf = nodelib.CNF(nodelib.MLPField(2, hidden=(8,)), adjoint=False, kinetic_weight=0.3, jacobian_weight=0.1)
+    torch.manual_seed(0)
+    copy = nodelib.CNF(nodelib.MLPField(2, hidden=(8,)), adjoint=False, kinetic_weight=0.3, jacobian_weight=0.1)
+    history = nodelib.fit_kl(cnf, log_target, iterations=3, batch_size=16, log_every=1, verbose=False)
+    with torch.no_grad():
+        x, log_q, penalties = copy.sample_with_log_prob_and_penalties(16, generator=torch.Generator().manual_seed(0))
+    want = {"kl": (log_q - log_target(x)).mean().item(), "kinetic": penalties["kinetic"].mean().item(),
+            "jacobian": penalties["jacobian"].mean().item()}
+    (_, loss), (_, parts) = history.losses[0], history.parts[0]
+    assert list(parts) == list(want) and all(abs(parts[k] - want[k]) < 1e-12 * abs(want[k]) for k in want)
+    assert abs(loss - (want["kl"] + 0.3 * want["kinetic"] + 0.1 * want["jacobian"])) < 1e-12 * abs(loss)
