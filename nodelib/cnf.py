@@ -12,8 +12,8 @@ where ``Δ(t) = log p_t(z(t)) - log p_{t1}(x)``; then ``log p_{t1}(x) = log p_{t
 
 Regularised dynamics (:cite:`finlay2020train`): a CNF built with ``kinetic_weight > 0`` or
 ``jacobian_weight > 0`` extends the augmented system with the running integrals of the kinetic energy
-``‖f‖²`` (eq. :eq:`kinetic-energy`) and of the squared Frobenius norm ``‖∇_z f‖_F²`` of the Jacobian
-(eq. :eq:`jacobian-frobenius`), in the same solve as the state and the log-density;
+``‖f‖²`` and of the squared Frobenius norm ``‖∇_z f‖_F²`` of the Jacobian
+(:cite:`finlay2020train`), in the same solve as the state and the log-density;
 :meth:`CNF.log_prob_and_penalties` returns them per sample, and :func:`nodelib.fit_density` adds them,
 weighted, to the negative log-likelihood.
 
@@ -38,8 +38,8 @@ from .trace import check_noise_type, check_trace_method, draw_noise, trace_exact
 __all__ = ["CNF", "StandardNormal", "log_prob_gradients", "GRADIENT_FORMULAS", "PENALTIES"]
 
 #: The regularisers of :class:`CNF` (:cite:`finlay2020train`), in the order of their components in
-#: the augmented state: the kinetic energy ``∫ ‖f‖² dt`` (eq. :eq:`kinetic-energy`) and the Jacobian's
-#: squared Frobenius norm ``∫ ‖∇_z f‖_F² dt`` (eq. :eq:`jacobian-frobenius`).
+#: the augmented state: the kinetic energy ``∫ ‖f‖² dt`` and the Jacobian's
+#: squared Frobenius norm ``∫ ‖∇_z f‖_F² dt``.
 PENALTIES = ("kinetic", "jacobian")
 
 #: Variants of the forward-time ODE for ``∇ log p`` that :func:`log_prob_gradients` integrates:
@@ -140,10 +140,10 @@ class CNF(nn.Module):
             than by direct backpropagation through :func:`nodelib.odeint`.
         rtol, atol, method, options: solver settings of every solve (see :func:`nodelib.odeint`).
         kinetic_weight: the weight of the kinetic energy ``K = ∫_{t0}^{t1} ‖f(z(t), t)‖² dt``
-            (eq. :eq:`kinetic-energy`, :cite:`finlay2020train`) in the regularised objective of
+            (:cite:`finlay2020train`) in the regularised objective of
             :func:`nodelib.fit_density` and :func:`nodelib.fit_kl`; a non-negative float.
         jacobian_weight: the weight of ``J = ∫_{t0}^{t1} ‖∇_z f(z(t), t)‖_F² dt``
-            (eq. :eq:`jacobian-frobenius`): exact with ``trace="exact"``, and with
+           : exact with ``trace="exact"``, and with
             ``trace="hutchinson"`` estimated without bias as ``‖εᵀ ∇_z f‖²`` from the trace's own probe
             ``ε`` and vector-Jacobian product; a non-negative float (0 with ``trace="closed_form"``).
 
@@ -358,8 +358,8 @@ class CNF(nn.Module):
 
         The one reverse solve of :meth:`log_prob`, with the augmented state of eq. :eq:`cnf-augmented`
         extended by the running integrals of ``‖f‖²`` and ``‖∇_z f‖_F²`` along the trajectory through
-        ``x``: the kinetic energy ``K(x) = ∫_{t0}^{t1} ‖f(z(t), t)‖² dt`` (eq. :eq:`kinetic-energy`)
-        and ``J(x) = ∫_{t0}^{t1} ‖∇_z f(z(t), t)‖_F² dt`` (eq. :eq:`jacobian-frobenius`; with
+        ``x``: the kinetic energy ``K(x) = ∫_{t0}^{t1} ‖f(z(t), t)‖² dt``
+        and ``J(x) = ∫_{t0}^{t1} ‖∇_z f(z(t), t)‖_F² dt`` (with
         ``trace="hutchinson"`` an unbiased estimate from the trace's probe). Both are integrals over
         the whole interval, positive whatever the direction of the solve; both are differentiable
         with respect to ``x`` and ``θ`` (by the adjoint too, as components of its state).
@@ -446,9 +446,8 @@ class CNF(nn.Module):
                                            ) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
         """:meth:`sample_with_log_prob` and, from the same forward solve, the penalties of the samples' trajectories.
 
-        The penalties are those of :meth:`log_prob_and_penalties` (eqs. :eq:`kinetic-energy` and
-        :eq:`jacobian-frobenius`), integrated along the trajectories from the base draws ``z0`` to
-        the samples ``x``.
+        The penalties are those of :meth:`log_prob_and_penalties`, integrated along the trajectories from
+        the base draws ``z0`` to the samples ``x``.
 
         Returns:
             ``(x, log_p, penalties)``: shapes ``(n, d)``, ``(n,)``, and a dict with one tensor of shape

@@ -45,8 +45,8 @@ class FitHistory:
 
     ``parts`` holds ``(iteration, {name: value})`` at the iterations of ``losses``: the data term
     (``"nll"`` for :func:`fit_density`, ``"kl"`` for :func:`fit_kl`) and, for a regularised
-    :class:`nodelib.CNF`, the minibatch means of its penalties (``"kinetic"``, ``"jacobian"``; eqs.
-    :eq:`kinetic-energy` and :eq:`jacobian-frobenius`), unweighted: the loss is the data term plus
+    :class:`nodelib.CNF`, the minibatch means of its penalties (``"kinetic"``, ``"jacobian"``;
+    :cite:`finlay2020train`), unweighted: the loss is the data term plus
     ``Σ model.penalty_weights[name] · parts[name]``.
 
     Example:
@@ -236,8 +236,8 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
 
         -mean(log p(x)) + kinetic_weight · mean(K(x)) + jacobian_weight · mean(J(x)),
 
-    with the kinetic energy ``K`` (eq. :eq:`kinetic-energy`) and the Jacobian's Frobenius norm ``J``
-    (eq. :eq:`jacobian-frobenius`) from the same solve as ``log p(x)``
+    with the kinetic energy ``K`` and the Jacobian's Frobenius norm ``J``
+    from the same solve as ``log p(x)``
     (:meth:`nodelib.CNF.log_prob_and_penalties`); ``FitHistory.parts`` and the progress lines show
     the three terms apart. With both weights 0 the fit is the unregularised one, bit for bit.
 
@@ -327,7 +327,7 @@ def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iteratio
 
     A model with non-empty ``penalty_weights`` (a regularised :class:`nodelib.CNF`) adds, as in
     :func:`fit_density`, the weighted means of the penalties of the samples' trajectories
-    (eqs. :eq:`kinetic-energy` and :eq:`jacobian-frobenius`, :cite:`finlay2020train`), from the same
+    (:cite:`finlay2020train`), from the same
     forward solve (:meth:`nodelib.CNF.sample_with_log_prob_and_penalties`); ``FitHistory.parts``
     records ``"kl"`` (the loss above) and the penalties.
 
