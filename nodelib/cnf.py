@@ -10,6 +10,13 @@ one solve of the augmented system :eq:`cnf-augmented` backwards in time, from ``
 where ``Δ(t) = log p_t(z(t)) - log p_{t1}(x)``; then ``log p_{t1}(x) = log p_{t0}(z(t0)) - Δ(t0)``
 (eq. :eq:`cnf-logp`). Sampling is the forward solve of ``dz/dt = f`` from ``z(t0) ~ p_{t0}``.
 
+Regularised dynamics (:cite:`finlay2020train`): a CNF built with ``kinetic_weight > 0`` or
+``jacobian_weight > 0`` extends the augmented system with the running integrals of the kinetic energy
+``‖f‖²`` and of the squared Frobenius norm ``‖∇_z f‖_F²`` of the Jacobian
+(:cite:`finlay2020train`), in the same solve as the state and the log-density;
+:meth:`CNF.log_prob_and_penalties` returns them per sample, and :func:`nodelib.fit_density` adds them,
+weighted, to the negative log-likelihood.
+
 :func:`log_prob_gradients` computes ``∇_x log p_{t1}(x)`` and ``∇_θ log p_{t1}(x)`` with one ODE
 solved forwards in time (eq. :eq:`logp-gradient-ode`, derived in the same chapter), with the
 trace terms that the note's version of it omits.
@@ -17,17 +24,23 @@ trace terms that the note's version of it omits.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from ._validate import non_negative_float
 from .adjoint import odeint_adjoint
 from .flows import standard_normal_log_prob
 from .solve import SolveStats, check_solver, odeint
 from .trace import check_noise_type, check_trace_method, draw_noise, trace_exact, trace_hutchinson
 
-__all__ = ["CNF", "StandardNormal", "log_prob_gradients", "GRADIENT_FORMULAS"]
+__all__ = ["CNF", "StandardNormal", "log_prob_gradients", "GRADIENT_FORMULAS", "PENALTIES"]
+
+#: The regularisers of :class:`CNF` (:cite:`finlay2020train`), in the order of their components in
+#: the augmented state: the kinetic energy ``∫ ‖f‖² dt`` and the Jacobian's
+#: squared Frobenius norm ``∫ ‖∇_z f‖_F² dt``.
+PENALTIES = ("kinetic", "jacobian")
 
 #: Variants of the forward-time ODE for ``∇ log p`` that :func:`log_prob_gradients` integrates:
 #: ``"derived"`` is eq. :eq:`logp-gradient-ode`; ``"note"`` is the note's version (opposite sign, no
@@ -65,12 +78,36 @@ class StandardNormal:
         return f"StandardNormal(dim={self.dim})"
 
 
-class _AugmentedField:
-    """The right-hand side of eq. :eq:`cnf-augmented` on a state ``[z, Δ]`` of shape ``(B, d + 1)``.
+def _divergence_and_frobenius(f_z: Tensor, z: Tensor, noise: Optional[Tensor],
+                              create_graph: bool) -> Tuple[Tensor, Tensor]:
+    """``tr ∇_z f`` and ``‖∇_z f‖_F²`` from the same vector-Jacobian products, per state of a batch.
 
-    ``noise`` is Hutchinson's probe, drawn once per solve. The trace keeps its graph whenever
-    gradients are being recorded (direct backprop, or the adjoint's backward pass, which
-    differentiates this function with respect to ``z`` and ``θ``).
+    Without ``noise``, exactly: the ``n`` rows ``e_iᵀ ∇_z f`` (one product each) give the diagonal
+    and the sum of all squared entries. With Hutchinson's probe ``ε = noise``, one product ``εᵀ ∇_z f``
+    gives both unbiased estimates, ``(εᵀ ∇_z f) ε`` and ``‖εᵀ ∇_z f‖²``
+    (``E‖εᵀ A‖² = tr(A Aᵀ E[εεᵀ]) = ‖A‖_F²`` whenever ``E[εεᵀ] = I``).
+    """
+    if noise is not None:
+        (vjp,) = torch.autograd.grad(f_z, z, noise, retain_graph=True, create_graph=create_graph)
+        return (vjp * noise).sum(dim=-1), vjp.pow(2).sum(dim=-1)
+    rows = []
+    for i in range(z.shape[-1]):
+        unit = torch.zeros_like(f_z)
+        unit[..., i] = 1.0
+        (row,) = torch.autograd.grad(f_z, z, unit, retain_graph=True, create_graph=create_graph)
+        rows.append(row)
+    jacobian = torch.stack(rows, dim=-2)  # (..., n, n), jacobian[..., i, j] = ∂f_i/∂z_j
+    return jacobian.diagonal(dim1=-2, dim2=-1).sum(dim=-1), jacobian.pow(2).sum(dim=(-2, -1))
+
+
+class _AugmentedField:
+    """The right-hand side of eq. :eq:`cnf-augmented` on a state ``[z, Δ, R]`` of shape ``(B, d + 1 + r)``.
+
+    ``R`` holds the running integrals of the CNF's ``r`` active penalties (:attr:`CNF.penalty_weights`,
+    none by default), whose rates are ``‖f‖²`` and ``‖∇_z f‖_F²``. ``noise`` is Hutchinson's probe,
+    drawn once per solve. The rates keep their graph whenever gradients are being recorded (direct
+    backprop, or the adjoint's backward pass, which differentiates this function with respect to
+    ``z`` and ``θ``).
     """
 
     def __init__(self, cnf: "CNF", noise: Optional[Tensor]):
@@ -78,9 +115,9 @@ class _AugmentedField:
         self.noise = noise
 
     def __call__(self, t: Tensor, state: Tensor) -> Tensor:
-        z = state[:, :-1]
-        f_z, div = self.cnf.field_and_divergence(t, z, noise=self.noise)
-        return torch.cat([f_z, -div.unsqueeze(-1)], dim=-1)
+        z = state[:, :self.cnf.dim]
+        f_z, div, rates = self.cnf.field_divergence_and_penalties(t, z, noise=self.noise)
+        return torch.cat([f_z, -div.unsqueeze(-1)] + [rate.unsqueeze(-1) for rate in rates.values()], dim=-1)
 
 
 class CNF(nn.Module):
@@ -102,6 +139,19 @@ class CNF(nn.Module):
         adjoint: differentiate solves with :func:`nodelib.odeint_adjoint` (constant memory) rather
             than by direct backpropagation through :func:`nodelib.odeint`.
         rtol, atol, method, options: solver settings of every solve (see :func:`nodelib.odeint`).
+        kinetic_weight: the weight of the kinetic energy ``K = ∫_{t0}^{t1} ‖f(z(t), t)‖² dt``
+            (:cite:`finlay2020train`) in the regularised objective of
+            :func:`nodelib.fit_density` and :func:`nodelib.fit_kl`; a non-negative float.
+        jacobian_weight: the weight of ``J = ∫_{t0}^{t1} ‖∇_z f(z(t), t)‖_F² dt``
+           : exact with ``trace="exact"``, and with
+            ``trace="hutchinson"`` estimated without bias as ``‖εᵀ ∇_z f‖²`` from the trace's own probe
+            ``ε`` and vector-Jacobian product; a non-negative float (0 with ``trace="closed_form"``).
+
+    Each penalty whose weight is > 0 adds one component to the augmented state of
+    eq. :eq:`cnf-augmented`, ``[z, Δ, K, J]`` with ``dK/dt = ‖f‖²`` and ``dJ/dt = ‖∇_z f‖_F²`` (in
+    that order, :data:`~nodelib.cnf.PENALTIES`; only the active ones), so every density solve
+    (:meth:`log_prob`, :meth:`sample_with_log_prob`) integrates them too, directly or by the adjoint.
+    With both weights 0 (the default) the state is ``[z, Δ]`` and nothing changes.
 
     Example:
         >>> import torch, nodelib
@@ -116,7 +166,8 @@ class CNF(nn.Module):
 
     def __init__(self, field: nn.Module, *, dim: Optional[int] = None, t0: float = 0.0, t1: float = 1.0,
                  trace: str = "exact", noise: str = "rademacher", base: Any = None, adjoint: bool = True,
-                 rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5", options: Optional[dict] = None):
+                 rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5", options: Optional[dict] = None,
+                 kinetic_weight: float = 0.0, jacobian_weight: float = 0.0):
         super().__init__()
         if not isinstance(field, nn.Module):
             raise TypeError(f"field must be an nn.Module called as field(t, z), got {type(field).__name__}.")
@@ -145,10 +196,24 @@ class CNF(nn.Module):
         self.adjoint = bool(adjoint)
         check_solver(method, rtol, atol, options)  # fail at construction, not at the first solve
         self.solver = dict(rtol=rtol, atol=atol, method=method, options=options)
+        non_negative_float("kinetic_weight", kinetic_weight)
+        non_negative_float("jacobian_weight", jacobian_weight)
+        if jacobian_weight > 0 and trace == "closed_form":
+            raise ValueError(f"jacobian_weight={jacobian_weight!r} needs the Jacobian's products, which "
+                             f"trace='closed_form' does not compute; use trace='exact' or trace='hutchinson'.")
+        self.kinetic_weight, self.jacobian_weight = float(kinetic_weight), float(jacobian_weight)
+
+    @property
+    def penalty_weights(self) -> Dict[str, float]:
+        """The active penalties' weights, ``{name: weight}`` for the weights > 0, in the order of
+        :data:`~nodelib.cnf.PENALTIES` (``{}`` for an unregularised CNF)."""
+        weights = dict(zip(PENALTIES, (self.kinetic_weight, self.jacobian_weight)))
+        return {name: weight for name, weight in weights.items() if weight > 0}
 
     def extra_repr(self) -> str:
+        penalties = "".join(f", {name}_weight={weight}" for name, weight in self.penalty_weights.items())
         return (f"dim={self.dim}, t0={self.t0}, t1={self.t1}, trace={self.trace!r}, noise={self.noise!r}, "
-                f"adjoint={self.adjoint}, base={self.base!r}")
+                f"adjoint={self.adjoint}, base={self.base!r}{penalties}")
 
     # -- pieces --------------------------------------------------------------------------------
     def field_and_divergence(self, t: Tensor, z: Tensor, *, noise: Optional[Tensor] = None,
@@ -164,10 +229,7 @@ class CNF(nn.Module):
             with torch.set_grad_enabled(create_graph):
                 both = getattr(self.field, "forward_and_divergence", None)  # one pass for both, if offered
                 return both(t, z) if callable(both) else (self.field(t, z), self.field.divergence(t, z))
-        if self.trace == "hutchinson" and noise is None:
-            raise ValueError("trace='hutchinson' needs a probe: pass noise=nodelib.draw_noise(z, ...).")
-        if not (torch.is_grad_enabled() and z.requires_grad):  # (a view made under no_grad may claim requires_grad)
-            z = z.detach().requires_grad_(True)
+        z = self._differentiable(z, noise)
         with torch.enable_grad():
             f_z = self.field(t, z)
             if self.trace == "exact":
@@ -177,6 +239,54 @@ class CNF(nn.Module):
         if not create_graph:
             f_z, div = f_z.detach(), div.detach()
         return f_z, div
+
+    def field_divergence_and_penalties(self, t: Tensor, z: Tensor, *, noise: Optional[Tensor] = None,
+                                       create_graph: Optional[bool] = None
+                                       ) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        """:meth:`field_and_divergence` and the rates of the active penalties: the integrands of the augmented state.
+
+        The rates, shape ``(B,)`` each, are ``‖f(t, z)‖²`` for ``"kinetic"`` and, for ``"jacobian"``,
+        ``‖∇_z f‖_F²`` (``trace="exact"``: from the same ``n`` vector-Jacobian products as the trace)
+        or Hutchinson's unbiased estimate ``‖εᵀ ∇_z f‖²`` (``trace="hutchinson"``: from the same probe
+        ``ε = noise`` and the same product ``εᵀ ∇_z f`` as the trace estimate
+        ``(εᵀ ∇_z f) ε``). Only the penalties whose weight is > 0 are in the dict; without any this is
+        :meth:`field_and_divergence` and an empty dict.
+
+        Example:
+            >>> import torch, nodelib
+            >>> A = torch.tensor([[1.0, 2.0], [3.0, -4.0]])
+            >>> class Linear(torch.nn.Module):  # f(z) = A z
+            ...     def forward(self, t, z):
+            ...         return z @ A.T
+            >>> cnf = nodelib.CNF(Linear(), dim=2, kinetic_weight=1.0, jacobian_weight=1.0)
+            >>> with torch.no_grad():
+            ...     f_z, div, rates = cnf.field_divergence_and_penalties(torch.tensor(0.0), torch.tensor([[1.0, 0.0]]))
+            >>> div.item(), rates["kinetic"].item(), rates["jacobian"].item()  # tr A, ‖A z‖², ‖A‖_F²
+            (-3.0, 10.0, 30.0)
+        """
+        if create_graph is None:
+            create_graph = torch.is_grad_enabled()
+        rates = {}
+        if self.jacobian_weight > 0:
+            z = self._differentiable(z, noise)
+            with torch.enable_grad():
+                f_z = self.field(t, z)
+                div, rates["jacobian"] = _divergence_and_frobenius(f_z, z, noise, create_graph)
+            if not create_graph:
+                f_z, div, rates["jacobian"] = f_z.detach(), div.detach(), rates["jacobian"].detach()
+        else:
+            f_z, div = self.field_and_divergence(t, z, noise=noise, create_graph=create_graph)
+        if self.kinetic_weight > 0:
+            rates = {"kinetic": f_z.pow(2).sum(dim=-1), **rates}
+        return f_z, div, rates
+
+    def _differentiable(self, z: Tensor, noise: Optional[Tensor]) -> Tensor:
+        """``z``, or a leaf copy of it that requires grad, for the products with ``∇_z f``."""
+        if self.trace == "hutchinson" and noise is None:
+            raise ValueError("trace='hutchinson' needs a probe: pass noise=nodelib.draw_noise(z, ...).")
+        if not (torch.is_grad_enabled() and z.requires_grad):  # (a view made under no_grad may claim requires_grad)
+            z = z.detach().requires_grad_(True)
+        return z
 
     def _check_data(self, x: Any, name: str = "x") -> None:
         if not isinstance(x, Tensor):
@@ -214,6 +324,21 @@ class CNF(nn.Module):
                                   **self.solver)
         return odeint(func, y0, t, stats=stats, **self.solver)
 
+    def _augmented_solve(self, z_start: Tensor, noise: Optional[Tensor], t_start: float, t_end: float,
+                         stats: Optional[SolveStats]) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        """``(z, Δ, penalties)`` at ``t_end`` of eq. :eq:`cnf-augmented` from ``[z_start, 0, 0]`` at ``t_start``.
+
+        The penalty components integrate their rates from ``t_start``; a solve backwards in time ends
+        at minus the integral over the interval, so the penalties are multiplied by the sign of
+        ``t_end - t_start``: they are the integrals over ``[min(t0, t1), max(t0, t1)]``, never negative.
+        """
+        d, penalties = self.dim, list(self.penalty_weights)
+        state = torch.cat([z_start, z_start.new_zeros(z_start.shape[0], 1 + len(penalties))], dim=-1)
+        t = torch.tensor([t_start, t_end], dtype=z_start.dtype, device=z_start.device)
+        end = self._solve(_AugmentedField(self, noise), state, t, stats)[-1]
+        sign = 1.0 if t_end > t_start else -1.0
+        return end[:, :d], end[:, d], {name: sign * end[:, d + 1 + i] for i, name in enumerate(penalties)}
+
     # -- the model -----------------------------------------------------------------------------
     def log_prob(self, x: Tensor, *, generator: Optional[torch.Generator] = None,
                  stats: Optional[SolveStats] = None) -> Tensor:
@@ -222,20 +347,56 @@ class CNF(nn.Module):
         Solves eq. :eq:`cnf-augmented` from ``t1`` to ``t0`` starting at ``[x, 0]`` and applies
         eq. :eq:`cnf-logp`. With ``trace="hutchinson"`` one probe per point is drawn (from
         ``generator`` if given) and held fixed over the solve; the result is then an unbiased
-        estimate of ``log p_{t1}(x)``. Differentiable with respect to ``x`` and ``θ``.
+        estimate of ``log p_{t1}(x)``. Differentiable with respect to ``x`` and ``θ``. A regularised
+        CNF integrates its penalties in the same solve (see :meth:`log_prob_and_penalties`).
         """
-        z0, delta = self.reverse(x, generator=generator, stats=stats)
-        return self._base_log_prob(z0) - delta
+        return self.log_prob_and_penalties(x, generator=generator, stats=stats)[0]
+
+    def log_prob_and_penalties(self, x: Tensor, *, generator: Optional[torch.Generator] = None,
+                               stats: Optional[SolveStats] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """``log p_{t1}(x)`` and the per-sample penalties of :cite:`finlay2020train`, from one solve.
+
+        The one reverse solve of :meth:`log_prob`, with the augmented state of eq. :eq:`cnf-augmented`
+        extended by the running integrals of ``‖f‖²`` and ``‖∇_z f‖_F²`` along the trajectory through
+        ``x``: the kinetic energy ``K(x) = ∫_{t0}^{t1} ‖f(z(t), t)‖² dt``
+        and ``J(x) = ∫_{t0}^{t1} ‖∇_z f(z(t), t)‖_F² dt`` (with
+        ``trace="hutchinson"`` an unbiased estimate from the trace's probe). Both are integrals over
+        the whole interval, positive whatever the direction of the solve; both are differentiable
+        with respect to ``x`` and ``θ`` (by the adjoint too, as components of its state).
+
+        Args:
+            x: data points, shape ``(B, n)``.
+            generator: for Hutchinson's probe, as in :meth:`log_prob`.
+            stats: a :class:`nodelib.SolveStats` for the evaluation counts.
+
+        Returns:
+            ``(log_p, penalties)``: ``log p_{t1}(x)`` of shape ``(B,)`` and a dict with one tensor of
+            shape ``(B,)`` per active penalty (weight > 0): ``"kinetic"`` for ``K``, ``"jacobian"`` for
+            ``J``; empty for an unregularised CNF.
+
+        Example:
+            >>> import torch, nodelib
+            >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+            <torch._C.Generator object at 0x...>
+            >>> cnf = nodelib.CNF(nodelib.MLPField(2, hidden=(16,)), kinetic_weight=0.1, jacobian_weight=0.1)
+            >>> log_p, penalties = cnf.log_prob_and_penalties(torch.randn(5, 2))
+            >>> log_p.shape, sorted(penalties), penalties["kinetic"].shape
+            (torch.Size([5]), ['jacobian', 'kinetic'], torch.Size([5]))
+            >>> bool((penalties["kinetic"] > 0).all() and (penalties["jacobian"] > 0).all())
+            True
+        """
+        self._check_data(x)
+        noise = draw_noise(x, self.noise, generator=generator) if self.trace == "hutchinson" else None
+        z0, delta, penalties = self._augmented_solve(x, noise, self.t1, self.t0, stats)
+        return self._base_log_prob(z0) - delta, penalties
 
     def reverse(self, x: Tensor, *, generator: Optional[torch.Generator] = None,
                 stats: Optional[SolveStats] = None) -> Tuple[Tensor, Tensor]:
         """``(z(t0), Δ(t0))`` of eq. :eq:`cnf-augmented` started from ``[x, 0]`` at ``t1``."""
         self._check_data(x)
         noise = draw_noise(x, self.noise, generator=generator) if self.trace == "hutchinson" else None
-        state = torch.cat([x, x.new_zeros(x.shape[0], 1)], dim=-1)
-        t = torch.tensor([self.t1, self.t0], dtype=x.dtype, device=x.device)
-        end = self._solve(_AugmentedField(self, noise), state, t, stats)[-1]
-        return end[:, :-1], end[:, -1]
+        z0, delta, _ = self._augmented_solve(x, noise, self.t1, self.t0, stats)
+        return z0, delta
 
     def transform(self, z0: Tensor, *, stats: Optional[SolveStats] = None) -> Tensor:
         """The solve map from ``t0`` to ``t1``: ``z(t1)`` for ``z(t0) = z0`` of shape ``(B, n)``."""
@@ -277,15 +438,35 @@ class CNF(nn.Module):
         Returns:
             ``(x, log_p)`` of shapes ``(n, d)`` and ``(n,)``.
         """
+        x, log_p, _ = self.sample_with_log_prob_and_penalties(n, generator=generator, stats=stats)
+        return x, log_p
+
+    def sample_with_log_prob_and_penalties(self, n: int, *, generator: Optional[torch.Generator] = None,
+                                           stats: Optional[SolveStats] = None
+                                           ) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        """:meth:`sample_with_log_prob` and, from the same forward solve, the penalties of the samples' trajectories.
+
+        The penalties are those of :meth:`log_prob_and_penalties`, integrated along the trajectories from
+        the base draws ``z0`` to the samples ``x``.
+
+        Returns:
+            ``(x, log_p, penalties)``: shapes ``(n, d)``, ``(n,)``, and a dict with one tensor of shape
+            ``(n,)`` per active penalty (empty for an unregularised CNF).
+
+        Example:
+            >>> import torch, nodelib
+            >>> cnf = nodelib.CNF(nodelib.MLPField(2, hidden=(16,)), kinetic_weight=1.0)
+            >>> x, log_p, penalties = cnf.sample_with_log_prob_and_penalties(3)
+            >>> x.shape, log_p.shape, list(penalties), penalties["kinetic"].shape
+            (torch.Size([3, 2]), torch.Size([3]), ['kinetic'], torch.Size([3]))
+        """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}.")
         dtype, device = self._dtype_device()
         z0 = self._sample_base(n, generator, dtype, device)
         noise = draw_noise(z0, self.noise, generator=generator) if self.trace == "hutchinson" else None
-        state = torch.cat([z0, z0.new_zeros(n, 1)], dim=-1)
-        t = torch.tensor([self.t0, self.t1], dtype=dtype, device=device)
-        end = self._solve(_AugmentedField(self, noise), state, t, stats)[-1]
-        return end[:, :-1], self._base_log_prob(z0) + end[:, -1]
+        x, delta, penalties = self._augmented_solve(z0, noise, self.t0, self.t1, stats)
+        return x, self._base_log_prob(z0) + delta, penalties
 
     def _sample_base(self, n: int, generator: Optional[torch.Generator], dtype: torch.dtype,
                      device: torch.device) -> Tensor:

@@ -6,10 +6,13 @@ continuous normalizing flows", eq. :eq:`cnf-mle`) and ``KL(q‖p)`` to an unnorm
 :class:`nodelib.PlanarFlow`) to data by minimising the average negative log-likelihood of
 minibatches. :func:`fit_kl` fits any model with ``sample_with_log_prob(n) -> (x, log q(x))`` to an
 unnormalised log-density ``log p̃`` by minimising the Monte Carlo estimate of
-``E_q[log q - log p̃] = KL(q‖p) - log Z``. Both run Adam with a cosine learning-rate schedule, print
-plain-text progress, and with ``checkpoint=path`` save their state atomically every
-``checkpoint_every`` iterations and resume from it when rerun, bit for bit (the file loads with
-``torch.load(..., weights_only=True)``); with ``deadline`` they stop early, after a checkpoint.
+``E_q[log q - log p̃] = KL(q‖p) - log Z``. A model with penalties (a :class:`nodelib.CNF` built with
+``kinetic_weight`` or ``jacobian_weight``, :cite:`finlay2020train`) is fitted to the regularised
+objective: the weighted means of its per-sample penalties are added to either loss. Both run Adam
+with a cosine learning-rate schedule, print plain-text progress, and with ``checkpoint=path`` save
+their state atomically every ``checkpoint_every`` iterations and resume from it when rerun, bit for
+bit (the file loads with ``torch.load(..., weights_only=True)``); with ``deadline`` they stop early,
+after a checkpoint.
 Bit for bit means every random stream a fit draws from is in the checkpoint: the fit's own
 generator (minibatches, samples) and PyTorch's global generators, from which a model may draw as
 well (Hutchinson's probe in ``CNF.log_prob``, dropout); resuming restores them.
@@ -22,7 +25,7 @@ import os
 import pathlib
 import time
 import warnings
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -37,8 +40,14 @@ __all__ = ["FitHistory", "fit_density", "fit_kl", "kl_weight", "mean_nll"]
 class FitHistory:
     """What :func:`fit_density` or :func:`fit_kl` did: ``(iteration, minibatch loss)`` pairs every
     ``log_every`` iterations, the number of iterations run in this call and its wall-clock seconds,
-    the seconds of training over all calls that resumed one another, and whether all iterations
-    are done (``False`` when a ``deadline`` stopped the run early).
+    the seconds of training over all calls that resumed one another, whether all iterations are
+    done (``False`` when a ``deadline`` stopped the run early), and the parts of each logged loss.
+
+    ``parts`` holds ``(iteration, {name: value})`` at the iterations of ``losses``: the data term
+    (``"nll"`` for :func:`fit_density`, ``"kl"`` for :func:`fit_kl`) and, for a regularised
+    :class:`nodelib.CNF`, the minibatch means of its penalties (``"kinetic"``, ``"jacobian"``;
+    :cite:`finlay2020train`), unweighted: the loss is the data term plus
+    ``Σ model.penalty_weights[name] · parts[name]``.
 
     Example:
         >>> import torch, nodelib
@@ -46,6 +55,8 @@ class FitHistory:
         ...                               iterations=20, log_every=10, verbose=False)
         >>> [iteration for iteration, loss in history.losses], history.complete
         ([10, 20], True)
+        >>> [(iteration, list(parts)) for iteration, parts in history.parts]
+        [(10, ['nll']), (20, ['nll'])]
     """
 
     losses: List[Tuple[int, float]] = dataclasses.field(default_factory=list)
@@ -53,6 +64,7 @@ class FitHistory:
     seconds: float = 0.0
     total_seconds: float = 0.0
     complete: bool = True
+    parts: List[Tuple[int, Dict[str, float]]] = dataclasses.field(default_factory=list)
 
 
 def mean_nll(model: nn.Module, x: Tensor, *, batch_size: int = 5000) -> float:
@@ -78,11 +90,15 @@ def mean_nll(model: nn.Module, x: Tensor, *, batch_size: int = 5000) -> float:
 PathLike = Union[str, os.PathLike]
 
 
-def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tensor], *, iterations: int, lr: float,
-              generator: torch.Generator, log_every: int, checkpoint: Optional[PathLike], checkpoint_every: int,
-              verbose: bool, deadline: Optional[float], describe: Callable[[int, float], str],
-              settings: dict) -> FitHistory:
-    """Adam with a cosine schedule on ``loss_at(iteration, generator)``; checkpoints, resume, progress lines.
+Parts = Dict[str, Tensor]
+
+
+def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tuple[Tensor, Parts]], *, iterations: int,
+              lr: float, generator: torch.Generator, log_every: int, checkpoint: Optional[PathLike],
+              checkpoint_every: int, verbose: bool, deadline: Optional[float],
+              describe: Callable[[int, float, Dict[str, float]], str], settings: dict) -> FitHistory:
+    """Adam with a cosine schedule on ``loss_at(iteration, generator) -> (loss, parts)``; checkpoints, resume,
+    progress lines. ``parts`` (scalars) are recorded, as floats, with the loss.
 
     ``settings`` (plain numbers) is saved with each checkpoint; resuming with other settings raises,
     since the restored optimiser, schedule and generator would silently keep the old ones."""
@@ -108,6 +124,7 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tensor
         start_iteration = int(state["iteration"])
         seconds_before = float(state.get("seconds", 0.0))
         history.losses = [(int(i), float(v)) for i, v in state["losses"]]
+        history.parts = [(int(i), {k: float(v) for k, v in p.items()}) for i, p in state.get("parts", [])]
         if verbose:
             print(f"resumed from {path} at iteration {start_iteration}", flush=True)
     begin = time.perf_counter()
@@ -115,14 +132,15 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tensor
     def save(iteration: int) -> None:
         save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "schedule": schedule.state_dict(), "generator": generator.get_state(),
-                               "iteration": iteration, "losses": history.losses, "settings": settings,
+                               "iteration": iteration, "losses": history.losses, "parts": history.parts,
+                               "settings": settings,
                                "seconds": seconds_before + time.perf_counter() - begin, **_global_rng()})
 
     warned = False
 
     for iteration in range(start_iteration + 1, iterations + 1):
         optimizer.zero_grad()
-        loss = loss_at(iteration, generator)
+        loss, parts = loss_at(iteration, generator)
         if not warned and not math.isfinite(loss.item()):
             warnings.warn(f"the training loss is {loss.item()} at iteration {iteration}; the parameters will "
                           f"become non-finite (lower lr, or check the model and the data). Warned once per fit.",
@@ -134,8 +152,9 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tensor
         history.iterations_run += 1
         if iteration % log_every == 0 or iteration == iterations:
             history.losses.append((iteration, loss.item()))
+            history.parts.append((iteration, {name: part.item() for name, part in parts.items()}))
             if verbose:
-                print(f"iteration {iteration:5d}: {describe(iteration, loss.item())} "
+                print(f"iteration {iteration:5d}: {describe(iteration, loss.item(), history.parts[-1][1])} "
                       f"({time.perf_counter() - begin:.1f} s)", flush=True)
         stop = deadline is not None and time.monotonic() > deadline and iteration < iterations
         if path is not None and (iteration % checkpoint_every == 0 or iteration == iterations or stop):
@@ -176,6 +195,33 @@ def _per_sample(values: Tensor, batch_size: int, what: str) -> Tensor:
     return values
 
 
+def _penalty_weights(model: nn.Module, method: str) -> Dict[str, float]:
+    """The model's active penalty weights (``{}`` for a model without penalties); it must then offer ``method``."""
+    weights = dict(getattr(model, "penalty_weights", None) or {})
+    if weights and not callable(getattr(model, method, None)):
+        raise TypeError(f"model has penalty_weights {weights} but no {method} method to compute the penalties.")
+    return weights
+
+
+def _penalised(data_term: Tensor, penalties: Dict[str, Tensor], weights: Dict[str, float], batch_size: int,
+               what: str, name: str) -> Tuple[Tensor, Parts]:
+    """``data_term + Σ weight · mean(penalty)``, and its parts ``{name: data_term, penalty: mean(penalty)}``."""
+    parts = {name: data_term.detach()}
+    loss = data_term
+    for penalty, weight in weights.items():
+        mean = _per_sample(penalties[penalty], batch_size, f"{what}[{penalty!r}]").mean()
+        parts[penalty] = mean.detach()
+        loss = loss + weight * mean
+    return loss, parts
+
+
+def _describe(loss: float, parts: Dict[str, float], weights: Dict[str, float]) -> str:
+    """``loss`` as the sum of its parts: ``"1.167 = nll 1.100 + 0.1 × kinetic 0.670"``."""
+    (data_name, data_term), *penalties = parts.items()
+    return " + ".join([f"{loss:.3f} = {data_name} {data_term:.3f}"]
+                      + [f"{weights[name]:g} × {name} {value:.3f}" for name, value in penalties])
+
+
 def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: int = 256, lr: float = 1e-2,
                 seed: int = 0, log_every: int = 100, checkpoint: Optional[Union[str, os.PathLike]] = None,
                 checkpoint_every: int = 100, verbose: bool = True, deadline: Optional[float] = None) -> FitHistory:
@@ -185,12 +231,24 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
     with ``seed``), takes one Adam step on ``-mean(log p(x))``, and follows a cosine schedule from
     ``lr`` down to 0 over ``iterations``.
 
+    A model with non-empty ``penalty_weights`` (a :class:`nodelib.CNF` built with ``kinetic_weight``
+    or ``jacobian_weight``) is fitted instead to the regularised objective of :cite:`finlay2020train`,
+
+        -mean(log p(x)) + kinetic_weight · mean(K(x)) + jacobian_weight · mean(J(x)),
+
+    with the kinetic energy ``K`` and the Jacobian's Frobenius norm ``J``
+    from the same solve as ``log p(x)``
+    (:meth:`nodelib.CNF.log_prob_and_penalties`); ``FitHistory.parts`` and the progress lines show
+    the three terms apart. With both weights 0 the fit is the unregularised one, bit for bit.
+
     Args:
-        model: a module with ``log_prob(x) -> (B,)``.
+        model: a module with ``log_prob(x) -> (B,)`` (and, with ``penalty_weights``,
+            ``log_prob_and_penalties(x) -> ((B,), {name: (B,)})``).
         data: the training points, shape ``(N, d)``.
         iterations: total number of Adam steps (counting those of a resumed run).
         batch_size, lr, seed: minibatch size, initial learning rate, seed of the minibatch draws.
-        log_every: print (if ``verbose``) and record the minibatch NLL every this many iterations.
+        log_every: print (if ``verbose``) and record the minibatch loss (and its parts) every this many
+            iterations.
         checkpoint: a file to save the model, optimiser, schedule and generator to, and to resume from.
         checkpoint_every: iterations between checkpoints.
         verbose: print progress lines.
@@ -207,6 +265,16 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
         >>> best = nodelib.mean_nll(torch.distributions.Normal(2.0, 0.5), data)
         >>> nodelib.mean_nll(flow, data) - best < 0.2   # near the data's own density
         True
+
+        A CNF with a kinetic-energy penalty (RNODE, :cite:`finlay2020train`):
+
+        >>> cnf = nodelib.CNF(nodelib.MLPField(1, hidden=(8,)), kinetic_weight=0.1, adjoint=False)
+        >>> history = nodelib.fit_density(cnf, data, iterations=4, batch_size=32, log_every=2, verbose=False)
+        >>> [(iteration, list(parts)) for iteration, parts in history.parts]
+        [(2, ['nll', 'kinetic']), (4, ['nll', 'kinetic'])]
+        >>> (_, loss), (_, parts) = history.losses[-1], history.parts[-1]
+        >>> abs(loss - (parts["nll"] + 0.1 * parts["kinetic"])) < 1e-5
+        True
     """
     positive_ints(iterations=iterations, batch_size=batch_size, log_every=log_every,
                          checkpoint_every=checkpoint_every)
@@ -215,15 +283,25 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
         raise ValueError(f"data must be a tensor of shape (N, d), got {getattr(data, 'shape', type(data).__name__)}.")
     if not callable(getattr(model, "log_prob", None)):
         raise TypeError(f"model must have a log_prob(x) method, got {type(model).__name__}.")
+    weights = _penalty_weights(model, "log_prob_and_penalties")
 
-    def loss_at(iteration: int, generator: torch.Generator) -> Tensor:
+    def loss_at(iteration: int, generator: torch.Generator) -> Tuple[Tensor, Parts]:
         index = torch.randint(0, data.shape[0], (batch_size,), generator=generator)
-        return -_per_sample(model.log_prob(data[index]), batch_size, "model.log_prob(x)").mean()
+        if not weights:
+            nll = -_per_sample(model.log_prob(data[index]), batch_size, "model.log_prob(x)").mean()
+            return nll, {"nll": nll.detach()}
+        log_p, penalties = model.log_prob_and_penalties(data[index])
+        nll = -_per_sample(log_p, batch_size, "model.log_prob_and_penalties(x)[0]").mean()
+        return _penalised(nll, penalties, weights, batch_size, "model.log_prob_and_penalties(x)[1]", "nll")
+
+    def describe(iteration: int, loss: float, parts: Dict[str, float]) -> str:
+        return f"minibatch loss {_describe(loss, parts, weights)}" if weights else f"minibatch NLL {loss:.3f}"
 
     return _optimise(model, loss_at, iterations=iterations, lr=lr, generator=torch.Generator().manual_seed(seed),
                      log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every, verbose=verbose,
-                     deadline=deadline, describe=lambda iteration, loss: f"minibatch NLL {loss:.3f}",
-                     settings=dict(objective="nll", iterations=iterations, batch_size=batch_size, lr=lr, seed=seed))
+                     deadline=deadline, describe=describe,
+                     settings=dict(objective="nll", iterations=iterations, batch_size=batch_size, lr=lr, seed=seed,
+                                   **{f"{name}_weight": weight for name, weight in weights.items()}))
 
 
 def kl_weight(iteration: int, anneal_iterations: int, beta0: float = 0.01) -> float:
@@ -247,9 +325,16 @@ def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iteratio
     iterations, as in :cite:`rezende2015variational`, which keeps ``q`` from collapsing onto one mode
     early on. The samples are drawn with a generator seeded with ``seed`` on the model's device.
 
+    A model with non-empty ``penalty_weights`` (a regularised :class:`nodelib.CNF`) adds, as in
+    :func:`fit_density`, the weighted means of the penalties of the samples' trajectories
+    (:cite:`finlay2020train`), from the same
+    forward solve (:meth:`nodelib.CNF.sample_with_log_prob_and_penalties`); ``FitHistory.parts``
+    records ``"kl"`` (the loss above) and the penalties.
+
     Args:
         model: a module with ``sample_with_log_prob(n, generator=...) -> (x, log q(x))`` (a
-            generative :class:`nodelib.PlanarFlow`, a :class:`nodelib.CNF`).
+            generative :class:`nodelib.PlanarFlow`, a :class:`nodelib.CNF`; with ``penalty_weights``,
+            ``sample_with_log_prob_and_penalties(n, generator=...) -> (x, log q(x), {name: (n,)})``).
         log_target: ``log p̃``, mapping points ``(B, d)`` to ``(B,)``.
         iterations, batch_size, lr, seed, log_every, checkpoint, checkpoint_every, verbose, deadline:
             as for :func:`fit_density`.
@@ -278,18 +363,28 @@ def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iteratio
     if isinstance(beta0, bool) or not isinstance(beta0, (int, float)) or not 0 < beta0 <= 1:
         raise ValueError(f"beta0 must be in (0, 1], got {beta0!r}.")
     device = next(iter(model.parameters())).device
+    weights = _penalty_weights(model, "sample_with_log_prob_and_penalties")
 
-    def loss_at(iteration: int, generator: torch.Generator) -> Tensor:
-        x, log_q = model.sample_with_log_prob(batch_size, generator=generator)
+    def loss_at(iteration: int, generator: torch.Generator) -> Tuple[Tensor, Parts]:
+        if weights:
+            x, log_q, penalties = model.sample_with_log_prob_and_penalties(batch_size, generator=generator)
+        else:
+            x, log_q = model.sample_with_log_prob(batch_size, generator=generator)
         log_p = _per_sample(log_target(x), batch_size, "log_target(x)")
-        return (log_q - kl_weight(iteration, anneal_iterations, beta0) * log_p).mean()
+        kl = (log_q - kl_weight(iteration, anneal_iterations, beta0) * log_p).mean()
+        if not weights:
+            return kl, {"kl": kl.detach()}
+        return _penalised(kl, penalties, weights, batch_size, "model.sample_with_log_prob_and_penalties(n)[2]",
+                          "kl")
 
-    def describe(iteration: int, loss: float) -> str:
-        return f"KL loss {loss:.3f} (beta {kl_weight(iteration, anneal_iterations, beta0):.2f})"
+    def describe(iteration: int, loss: float, parts: Dict[str, float]) -> str:
+        beta = f"beta {kl_weight(iteration, anneal_iterations, beta0):.2f}"
+        return f"loss {_describe(loss, parts, weights)} ({beta})" if weights else f"KL loss {loss:.3f} ({beta})"
 
     return _optimise(model, loss_at, iterations=iterations, lr=lr,
                      generator=torch.Generator(device=device).manual_seed(seed), log_every=log_every,
                      checkpoint=checkpoint, checkpoint_every=checkpoint_every, verbose=verbose, deadline=deadline,
                      describe=describe, settings=dict(objective="kl", iterations=iterations, batch_size=batch_size,
                                                       lr=lr, seed=seed, anneal_iterations=anneal_iterations,
-                                                      beta0=beta0))
+                                                      beta0=beta0,
+                                                      **{f"{name}_weight": w for name, w in weights.items()}))
