@@ -165,14 +165,14 @@ def _fit(kind: str, n: int, cfg: LatentPreset, data: dict, checkpoint: Optional[
     times, values = data["train_obs"]
     stats = SolveStats()
 
-    def loss_at(iteration: int, generator: torch.Generator) -> Tensor:
+    def loss_at(iteration: int, generator: torch.Generator) -> Tuple[Tensor, dict]:
         index = torch.randint(0, times.shape[0], (cfg.batch_size,), generator=generator)
-        return _loss(model, times[index], values[index], generator, stats)
+        return _loss(model, times[index], values[index], generator, stats), {}
 
     history = _optimise(model, loss_at, iterations=cfg.iterations, lr=cfg.lr,
                         generator=torch.Generator().manual_seed(cfg.seed + n), log_every=max(1, cfg.iterations // 20),
                         checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, verbose=verbose,
-                        deadline=deadline, describe=lambda i, loss: f"loss {loss:.4f} per observation",
+                        deadline=deadline, describe=lambda i, loss, parts: f"loss {loss:.4f} per observation",
                         settings=dict(kind=kind, n=n, iterations=cfg.iterations, lr=cfg.lr,
                                       batch_size=cfg.batch_size))
     if not history.complete:
