@@ -143,7 +143,7 @@ class CNF(nn.Module):
             (:cite:`finlay2020train`) in the regularised objective of
             :func:`nodelib.fit_density` and :func:`nodelib.fit_kl`; a non-negative float.
         jacobian_weight: the weight of ``J = ∫_{t0}^{t1} ‖∇_z f(z(t), t)‖_F² dt``
-           : exact with ``trace="exact"``, and with
+            (:cite:`finlay2020train`): exact with ``trace="exact"``, and with
             ``trace="hutchinson"`` estimated without bias as ``‖εᵀ ∇_z f‖²`` from the trace's own probe
             ``ε`` and vector-Jacobian product; a non-negative float (0 with ``trace="closed_form"``).
 
