@@ -259,9 +259,11 @@ class CNF(nn.Module):
             ...     def forward(self, t, z):
             ...         return z @ A.T
             >>> cnf = nodelib.CNF(Linear(), dim=2, kinetic_weight=1.0, jacobian_weight=1.0)
+            >>> t, z = torch.tensor(0.0), torch.tensor([[1.0, 0.0]])
             >>> with torch.no_grad():
-            ...     f_z, div, rates = cnf.field_divergence_and_penalties(torch.tensor(0.0), torch.tensor([[1.0, 0.0]]))
-            >>> div.item(), rates["kinetic"].item(), rates["jacobian"].item()  # tr A, ‖A z‖², ‖A‖_F²
+            ...     f_z, div, rates = cnf.field_divergence_and_penalties(t, z)
+            >>> # tr A, ‖A z‖², ‖A‖_F²:
+            >>> div.item(), rates["kinetic"].item(), rates["jacobian"].item()
             (-3.0, 10.0, 30.0)
         """
         if create_graph is None:
@@ -378,7 +380,8 @@ class CNF(nn.Module):
             >>> import torch, nodelib
             >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
             <torch._C.Generator object at 0x...>
-            >>> cnf = nodelib.CNF(nodelib.MLPField(2, hidden=(16,)), kinetic_weight=0.1, jacobian_weight=0.1)
+            >>> field = nodelib.MLPField(2, hidden=(16,))
+            >>> cnf = nodelib.CNF(field, kinetic_weight=0.1, jacobian_weight=0.1)
             >>> log_p, penalties = cnf.log_prob_and_penalties(torch.randn(5, 2))
             >>> log_p.shape, sorted(penalties), penalties["kinetic"].shape
             (torch.Size([5]), ['jacobian', 'kinetic'], torch.Size([5]))

@@ -268,8 +268,10 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
 
         A CNF with a kinetic-energy penalty (RNODE, :cite:`finlay2020train`):
 
-        >>> cnf = nodelib.CNF(nodelib.MLPField(1, hidden=(8,)), kinetic_weight=0.1, adjoint=False)
-        >>> history = nodelib.fit_density(cnf, data, iterations=4, batch_size=32, log_every=2, verbose=False)
+        >>> field = nodelib.MLPField(1, hidden=(8,))
+        >>> cnf = nodelib.CNF(field, kinetic_weight=0.1, adjoint=False)
+        >>> history = nodelib.fit_density(cnf, data, iterations=4, batch_size=32,
+        ...                               log_every=2, verbose=False)
         >>> [(iteration, list(parts)) for iteration, parts in history.parts]
         [(2, ['nll', 'kinetic']), (4, ['nll', 'kinetic'])]
         >>> (_, loss), (_, parts) = history.losses[-1], history.parts[-1]
