@@ -31,6 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from ._validate import positive_float, positive_ints
+from .cnf import CNF
+from .solve import SolveStats
 from .storage import load_checkpoint, save_checkpoint
 
 __all__ = ["FitHistory", "fit_density", "fit_kl", "kl_weight", "mean_nll"]
@@ -42,6 +44,12 @@ class FitHistory:
     ``log_every`` iterations, the number of iterations run in this call and its wall-clock seconds,
     the seconds of training over all calls that resumed one another, whether all iterations are
     done (``False`` when a ``deadline`` stopped the run early), and the parts of each logged loss.
+
+    At the same iterations, ``elapsed`` holds ``(iteration, seconds)``, the training time so far
+    (over resumed calls too, without evaluations); for a :class:`nodelib.CNF`, ``nfe`` holds
+    ``(iteration, forward, backward)``, the evaluations of the vector field in that iteration's
+    solves and in the adjoint's backward solves (:class:`nodelib.SolveStats`); with an ``evaluate``
+    function, ``evaluations`` holds ``(iteration, evaluate(model))``.
 
     ``parts`` holds ``(iteration, {name: value})`` at the iterations of ``losses``: the data term
     (``"nll"`` for :func:`fit_density`, ``"kl"`` for :func:`fit_kl`) and, for a regularised
@@ -65,6 +73,9 @@ class FitHistory:
     total_seconds: float = 0.0
     complete: bool = True
     parts: List[Tuple[int, Dict[str, float]]] = dataclasses.field(default_factory=list)
+    elapsed: List[Tuple[int, float]] = dataclasses.field(default_factory=list)
+    nfe: List[Tuple[int, int, int]] = dataclasses.field(default_factory=list)
+    evaluations: List[Tuple[int, float]] = dataclasses.field(default_factory=list)
 
 
 def mean_nll(model: nn.Module, x: Tensor, *, batch_size: int = 5000) -> float:
@@ -96,9 +107,13 @@ Parts = Dict[str, Tensor]
 def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tuple[Tensor, Parts]], *, iterations: int,
               lr: float, generator: torch.Generator, log_every: int, checkpoint: Optional[PathLike],
               checkpoint_every: int, verbose: bool, deadline: Optional[float],
-              describe: Callable[[int, float, Dict[str, float]], str], settings: dict) -> FitHistory:
+              describe: Callable[[int, float, Dict[str, float]], str], settings: dict,
+              stats: Optional[SolveStats] = None,
+              evaluate: Optional[Callable[[nn.Module], float]] = None) -> FitHistory:
     """Adam with a cosine schedule on ``loss_at(iteration, generator) -> (loss, parts)``; checkpoints, resume,
-    progress lines. ``parts`` (scalars) are recorded, as floats, with the loss.
+    progress lines. ``parts`` (scalars) are recorded, as floats, with the loss; so are the counts of
+    ``stats`` (reset before each iteration, read after its backward pass; the caller's ``loss_at``
+    passes it to its solves) and ``evaluate(model)`` (without a graph, not counted as training time).
 
     ``settings`` (plain numbers) is saved with each checkpoint; resuming with other settings raises,
     since the restored optimiser, schedule and generator would silently keep the old ones."""
@@ -125,21 +140,31 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tuple[
         seconds_before = float(state.get("seconds", 0.0))
         history.losses = [(int(i), float(v)) for i, v in state["losses"]]
         history.parts = [(int(i), {k: float(v) for k, v in p.items()}) for i, p in state.get("parts", [])]
+        history.elapsed = [(int(i), float(v)) for i, v in state.get("elapsed", [])]
+        history.nfe = [(int(i), int(f), int(b)) for i, f, b in state.get("nfe", [])]
+        history.evaluations = [(int(i), float(v)) for i, v in state.get("evaluations", [])]
         if verbose:
             print(f"resumed from {path} at iteration {start_iteration}", flush=True)
     begin = time.perf_counter()
+    paused = 0.0  # seconds spent in evaluate, not training
+
+    def seconds() -> float:
+        return seconds_before + time.perf_counter() - begin - paused
 
     def save(iteration: int) -> None:
         save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "schedule": schedule.state_dict(), "generator": generator.get_state(),
                                "iteration": iteration, "losses": history.losses, "parts": history.parts,
-                               "settings": settings,
-                               "seconds": seconds_before + time.perf_counter() - begin, **_global_rng()})
+                               "elapsed": history.elapsed, "nfe": history.nfe,
+                               "evaluations": history.evaluations, "settings": settings,
+                               "seconds": seconds(), **_global_rng()})
 
     warned = False
 
     for iteration in range(start_iteration + 1, iterations + 1):
         optimizer.zero_grad()
+        if stats is not None:
+            stats.reset()
         loss, parts = loss_at(iteration, generator)
         if not warned and not math.isfinite(loss.item()):
             warnings.warn(f"the training loss is {loss.item()} at iteration {iteration}; the parameters will "
@@ -153,6 +178,14 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tuple[
         if iteration % log_every == 0 or iteration == iterations:
             history.losses.append((iteration, loss.item()))
             history.parts.append((iteration, {name: part.item() for name, part in parts.items()}))
+            history.elapsed.append((iteration, seconds()))
+            if stats is not None:
+                history.nfe.append((iteration, stats.nfe_forward, stats.nfe_backward))
+            if evaluate is not None:
+                start = time.perf_counter()
+                with torch.no_grad():
+                    history.evaluations.append((iteration, float(evaluate(model))))
+                paused += time.perf_counter() - start
             if verbose:
                 print(f"iteration {iteration:5d}: {describe(iteration, loss.item(), history.parts[-1][1])} "
                       f"({time.perf_counter() - begin:.1f} s)", flush=True)
@@ -164,7 +197,7 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tuple[
             if verbose:
                 print(f"time budget reached at iteration {iteration}; run again to resume", flush=True)
             break
-    history.seconds = time.perf_counter() - begin
+    history.seconds = time.perf_counter() - begin - paused
     history.total_seconds = seconds_before + history.seconds
     return history
 
@@ -215,6 +248,15 @@ def _penalised(data_term: Tensor, penalties: Dict[str, Tensor], weights: Dict[st
     return loss, parts
 
 
+def _counter(model: nn.Module) -> Tuple[Optional[SolveStats], dict]:
+    """For a :class:`nodelib.CNF`, a :class:`nodelib.SolveStats` and the keyword arguments that pass it to
+    its solves; for other models ``(None, {})``."""
+    if isinstance(model, CNF):
+        stats = SolveStats()
+        return stats, {"stats": stats}
+    return None, {}
+
+
 def _describe(loss: float, parts: Dict[str, float], weights: Dict[str, float]) -> str:
     """``loss`` as the sum of its parts: ``"1.167 = nll 1.100 + 0.1 × kinetic 0.670"``."""
     (data_name, data_term), *penalties = parts.items()
@@ -224,7 +266,8 @@ def _describe(loss: float, parts: Dict[str, float], weights: Dict[str, float]) -
 
 def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: int = 256, lr: float = 1e-2,
                 seed: int = 0, log_every: int = 100, checkpoint: Optional[Union[str, os.PathLike]] = None,
-                checkpoint_every: int = 100, verbose: bool = True, deadline: Optional[float] = None) -> FitHistory:
+                checkpoint_every: int = 100, verbose: bool = True, deadline: Optional[float] = None,
+                evaluate: Optional[Callable[[nn.Module], float]] = None) -> FitHistory:
     """Fit ``model`` to ``data`` (shape ``(N, d)``) by maximum likelihood.
 
     Each iteration draws a minibatch of ``batch_size`` rows with replacement (from a generator seeded
@@ -254,6 +297,10 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
         verbose: print progress lines.
         deadline: a ``time.monotonic()`` value; once passed, the run saves a checkpoint and stops
             (``FitHistory.complete`` is then ``False``; calling again resumes).
+        evaluate: a function of the model returning a number (e.g. the test NLL), called without a
+            graph every ``log_every`` iterations and recorded in ``FitHistory.evaluations``; its time
+            is not training time. It must not draw from the fit's generator (it may draw from
+            PyTorch's global one, which then changes the rest of the fit as any extra draw would).
 
     Example:
         >>> import torch, nodelib
@@ -286,13 +333,14 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
     if not callable(getattr(model, "log_prob", None)):
         raise TypeError(f"model must have a log_prob(x) method, got {type(model).__name__}.")
     weights = _penalty_weights(model, "log_prob_and_penalties")
+    stats, counted = _counter(model)
 
     def loss_at(iteration: int, generator: torch.Generator) -> Tuple[Tensor, Parts]:
         index = torch.randint(0, data.shape[0], (batch_size,), generator=generator)
         if not weights:
-            nll = -_per_sample(model.log_prob(data[index]), batch_size, "model.log_prob(x)").mean()
+            nll = -_per_sample(model.log_prob(data[index], **counted), batch_size, "model.log_prob(x)").mean()
             return nll, {"nll": nll.detach()}
-        log_p, penalties = model.log_prob_and_penalties(data[index])
+        log_p, penalties = model.log_prob_and_penalties(data[index], **counted)
         nll = -_per_sample(log_p, batch_size, "model.log_prob_and_penalties(x)[0]").mean()
         return _penalised(nll, penalties, weights, batch_size, "model.log_prob_and_penalties(x)[1]", "nll")
 
@@ -301,7 +349,7 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
 
     return _optimise(model, loss_at, iterations=iterations, lr=lr, generator=torch.Generator().manual_seed(seed),
                      log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every, verbose=verbose,
-                     deadline=deadline, describe=describe,
+                     deadline=deadline, describe=describe, stats=stats, evaluate=evaluate,
                      settings=dict(objective="nll", iterations=iterations, batch_size=batch_size, lr=lr, seed=seed,
                                    **{f"{name}_weight": weight for name, weight in weights.items()}))
 
@@ -317,7 +365,7 @@ def kl_weight(iteration: int, anneal_iterations: int, beta0: float = 0.01) -> fl
 def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iterations: int, batch_size: int = 256,
            lr: float = 1e-2, seed: int = 0, anneal_iterations: int = 0, beta0: float = 0.01, log_every: int = 100,
            checkpoint: Optional[PathLike] = None, checkpoint_every: int = 100, verbose: bool = True,
-           deadline: Optional[float] = None) -> FitHistory:
+           deadline: Optional[float] = None, evaluate: Optional[Callable[[nn.Module], float]] = None) -> FitHistory:
     """Fit ``model``'s density ``q`` to ``p = p̃/Z`` by minimising ``KL(q‖p)`` (eq. :eq:`reverse-kl`).
 
     Each iteration draws ``batch_size`` samples ``x ~ q`` with their ``log q(x)`` (reparameterised:
@@ -338,8 +386,8 @@ def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iteratio
             generative :class:`nodelib.PlanarFlow`, a :class:`nodelib.CNF`; with ``penalty_weights``,
             ``sample_with_log_prob_and_penalties(n, generator=...) -> (x, log q(x), {name: (n,)})``).
         log_target: ``log p̃``, mapping points ``(B, d)`` to ``(B,)``.
-        iterations, batch_size, lr, seed, log_every, checkpoint, checkpoint_every, verbose, deadline:
-            as for :func:`fit_density`.
+        iterations, batch_size, lr, seed, log_every, checkpoint, checkpoint_every, verbose, deadline,
+            evaluate: as for :func:`fit_density`.
         anneal_iterations, beta0: the annealing of ``β``.
 
     Example:
@@ -366,12 +414,14 @@ def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iteratio
         raise ValueError(f"beta0 must be in (0, 1], got {beta0!r}.")
     device = next(iter(model.parameters())).device
     weights = _penalty_weights(model, "sample_with_log_prob_and_penalties")
+    stats, counted = _counter(model)
 
     def loss_at(iteration: int, generator: torch.Generator) -> Tuple[Tensor, Parts]:
         if weights:
-            x, log_q, penalties = model.sample_with_log_prob_and_penalties(batch_size, generator=generator)
+            x, log_q, penalties = model.sample_with_log_prob_and_penalties(batch_size, generator=generator,
+                                                                           **counted)
         else:
-            x, log_q = model.sample_with_log_prob(batch_size, generator=generator)
+            x, log_q = model.sample_with_log_prob(batch_size, generator=generator, **counted)
         log_p = _per_sample(log_target(x), batch_size, "log_target(x)")
         kl = (log_q - kl_weight(iteration, anneal_iterations, beta0) * log_p).mean()
         if not weights:
@@ -386,7 +436,7 @@ def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iteratio
     return _optimise(model, loss_at, iterations=iterations, lr=lr,
                      generator=torch.Generator(device=device).manual_seed(seed), log_every=log_every,
                      checkpoint=checkpoint, checkpoint_every=checkpoint_every, verbose=verbose, deadline=deadline,
-                     describe=describe, settings=dict(objective="kl", iterations=iterations, batch_size=batch_size,
-                                                      lr=lr, seed=seed, anneal_iterations=anneal_iterations,
-                                                      beta0=beta0,
-                                                      **{f"{name}_weight": w for name, w in weights.items()}))
+                     describe=describe, stats=stats, evaluate=evaluate,
+                     settings=dict(objective="kl", iterations=iterations, batch_size=batch_size, lr=lr, seed=seed,
+                                   anneal_iterations=anneal_iterations, beta0=beta0,
+                                   **{f"{name}_weight": w for name, w in weights.items()}))

@@ -281,3 +281,37 @@ def test_a_truncated_results_file_is_named(tmp_path):
         density.run("quick", out=str(tmp_path), verbose=False, **TINY)
     assert str(path) in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_a_regularised_run_trains_its_cnfs_on_the_penalised_loss_and_reports_them_unregularised(tmp_path):
+    """``--set kinetic_weight=...``: the CNF's recorded loss is its NLL plus the weighted kinetic energy;
+    its test NLL comes from the same field without the penalty, at the evaluation tolerance; the NF,
+    trained first with the same seeds, is the unregularised run's bit for bit."""
+    small = {**TINY, "log_every": 1}
+    plain = density.run("quick", parts=("ml",), datasets=("two_moons",), verbose=False, **small)
+    results, models = density.run("quick", parts=("ml",), datasets=("two_moons",), verbose=False,
+                                  return_models=True, kinetic_weight=0.5, **small)
+    slot = results["maximum_likelihood"]["two_moons"]
+    cnf, record = models[("ml", "two_moons", "cnf", 0)], slot["cnf"]["0"]
+    assert cnf.penalty_weights == {"kinetic": 0.5}
+    for (i, loss), (j, parts) in zip(record["losses"], record["parts"]):
+        assert i == j and loss == pytest.approx(parts["nll"] + 0.5 * parts["kinetic"], rel=1e-6)
+    assert [row[0] for row in record["train_nfe"]] == list(range(1, small["ml_iterations"] + 1))
+    eval_tol = density.get_preset("quick").eval_tol
+    test = toy2d.sample("two_moons", small["n_test"], seed=2)
+    with torch.no_grad():
+        reference = -CNF(cnf.field, trace="closed_form", adjoint=False, rtol=eval_tol, atol=eval_tol
+                         ).log_prob(test).double().mean()
+    assert record["test_nll"] == pytest.approx(float(reference), abs=1e-9)
+    assert slot["nf"]["0"]["test_nll"] == plain["maximum_likelihood"]["two_moons"]["nf"]["0"]["test_nll"]
+    assert record["test_nll"] != plain["maximum_likelihood"]["two_moons"]["cnf"]["0"]["test_nll"]
+
+
+def test_a_jacobian_penalty_needs_the_exact_trace():
+    with pytest.raises(ValueError, match=r"jacobian_weight=0.1 needs trace='exact'.*--set trace=exact"):
+        density.get_preset("quick", jacobian_weight=0.1)
+    with pytest.raises(ValueError, match=r"trace='hutch' must be 'closed_form' or 'exact'"):
+        density.get_preset("quick", trace="hutch")
+    cnf = density.build_cnf(4, density.get_preset("quick", jacobian_weight=0.1, trace="exact"),
+                            device=torch.device("cpu"))
+    assert cnf.penalty_weights == {"jacobian": 0.1} and cnf.trace == "exact"

@@ -125,11 +125,11 @@ torch.manual_seed(0)
 cnf = nodelib.CNF(nodelib.MLPField(2, hidden=(8,)), trace="hutchinson", adjoint=False, rtol=1e-4, atol=1e-4)
 data = torch.randn(200, 2)
 log_prob, calls = cnf.log_prob, [0]
-def dying(x):  # SIGKILL in the middle of iteration 13, after the checkpoint of iteration 10
+def dying(x, **kw):  # SIGKILL in the middle of iteration 13, after the checkpoint of iteration 10
     calls[0] += 1
     if calls[0] == 13:
         os.kill(os.getpid(), signal.SIGKILL)
-    return log_prob(x)
+    return log_prob(x, **kw)
 cnf.log_prob = dying
 nodelib.fit_density(cnf, data, iterations=20, batch_size=32, lr=0.05, seed=3, checkpoint=sys.argv[1],
                     checkpoint_every=5, verbose=False)
@@ -183,3 +183,53 @@ def test_a_non_finite_loss_is_warned_about_once():
     with pytest.warns(RuntimeWarning, match=r"the training loss is -?(inf|nan) at iteration 1;") as caught:
         fit_density(Exploding(2), data(), iterations=5, verbose=False)
     assert len([w for w in caught if "training loss" in str(w.message)]) == 1
+
+
+def _rk4_cnf(adjoint):
+    torch.manual_seed(0)
+    return nodelib.CNF(nodelib.MLPField(2, hidden=(8,)), method="rk4", options=dict(step_size=0.25),
+                       adjoint=adjoint)
+
+
+@pytest.mark.parametrize("adjoint, backward", [(True, 16), (False, 0)])
+def test_the_history_counts_each_iterations_evaluations(adjoint, backward):
+    """rk4 on [0, 1] in 4 steps: 4 × 4 = 16 evaluations forwards, as many in the adjoint's backward
+    solve on the same grid, none with direct backprop."""
+    history = fit_density(_rk4_cnf(adjoint), torch.randn(100, 2), iterations=4, batch_size=16,
+                          log_every=2, verbose=False)
+    assert history.nfe == [(2, 16, backward), (4, 16, backward)]
+    kl = fit_kl(_rk4_cnf(adjoint), lambda x: -x.pow(2).sum(-1), iterations=2, batch_size=16, log_every=1,
+                verbose=False)
+    assert kl.nfe == [(1, 16, backward), (2, 16, backward)]
+
+
+def test_a_model_without_solves_records_no_evaluations():
+    history = fit_density(DiagonalGaussian(2), data(), iterations=4, log_every=2, verbose=False)
+    assert history.nfe == [] and [i for i, _ in history.elapsed] == [2, 4]
+
+
+def test_evaluations_match_the_model_at_that_iteration_and_are_not_training_time():
+    x, test = data(), data()
+    torch.manual_seed(0)
+    model = DiagonalGaussian(2)
+    history = fit_density(model, x, iterations=6, lr=0.05, log_every=3, verbose=False,
+                          evaluate=lambda m: (time.sleep(0.3), mean_nll(m, test))[1])
+    assert [i for i, _ in history.evaluations] == [3, 6]
+    assert history.evaluations[-1][1] == mean_nll(model, test)  # the model after the last iteration
+    seconds = [s for _, s in history.elapsed]
+    assert seconds == sorted(seconds) and history.total_seconds < 0.3  # the 0.6 s of sleeps excluded
+    assert seconds[-1] <= history.total_seconds
+
+
+def test_the_history_resumes_with_the_fit(tmp_path):
+    def fit(**kwargs):
+        return fit_density(_rk4_cnf(True), torch.ones(50, 2) * torch.arange(50.0)[:, None] / 50,
+                           iterations=4, batch_size=8, log_every=1, checkpoint_every=1, verbose=False,
+                           evaluate=lambda m: float(m.log_prob(torch.zeros(1, 2))), **kwargs)
+    straight = fit()
+    path = tmp_path / "fit.pt"
+    first = fit(checkpoint=path, deadline=time.monotonic() - 1)
+    assert not first.complete
+    resumed = fit(checkpoint=path)
+    assert resumed.nfe == straight.nfe and resumed.evaluations == straight.evaluations
+    assert [i for i, _ in resumed.elapsed] == [1, 2, 3, 4]

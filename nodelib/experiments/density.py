@@ -88,11 +88,17 @@ class DensityPreset:
         rtol, atol: tolerances of the CNF's dopri5 solves in training.
         eval_tol: tolerance of the solves that report KL and test NLL.
         adjoint: differentiate the CNF's solves by the adjoint method (else direct backprop).
+        kinetic_weight, jacobian_weight: the weights of the CNF's regularisers in training
+            (:class:`nodelib.CNF`, chapter "Regularised dynamics"); 0 (the presets): unregularised.
+        trace: the CNF's trace, ``"closed_form"`` (the presets) or ``"exact"``; a Jacobian penalty
+            needs ``"exact"``, since the closed form computes no Jacobian products.
         nf_init_scale: standard deviation of the NF's initial ``u`` and ``w``.
         dtype: ``"float32"`` or ``"float64"``.
         seed: model ``i`` of a run is initialised from ``seed + i``, its samples or minibatches from
             a generator of its own, so each model is reproducible alone and after a resume.
         checkpoint_every: iterations between checkpoints.
+        log_every: iterations between the recorded (and printed) losses, training times and, for a
+            CNF, evaluation counts; ``None`` (the presets): a quarter of each fit's iterations.
     """
 
     name: str
@@ -120,10 +126,14 @@ class DensityPreset:
     atol: float = 1e-3
     eval_tol: float = 1e-5
     adjoint: bool = False
+    kinetic_weight: float = 0.0
+    jacobian_weight: float = 0.0
+    trace: str = "closed_form"
     nf_init_scale: float = 0.5
     dtype: str = "float64"
     seed: int = 0
     checkpoint_every: int = 100
+    log_every: Optional[int] = None
 
     @property
     def fig5_hidden(self) -> tuple:
@@ -187,6 +197,14 @@ def get_preset(name: str, **overrides) -> DensityPreset:
         raise ValueError(f"kl_anneal must be a fraction in [0, 1], got {preset.kl_anneal!r}.")
     if preset.dtype not in ("float32", "float64"):
         raise ValueError(f"dtype={preset.dtype!r} must be 'float32' or 'float64'.")
+    if preset.log_every is not None and (isinstance(preset.log_every, bool) or not isinstance(preset.log_every, int)
+                                         or preset.log_every < 1):
+        raise ValueError(f"log_every must be a positive int or None, got {preset.log_every!r}.")
+    if preset.trace not in ("closed_form", "exact"):
+        raise ValueError(f"trace={preset.trace!r} must be 'closed_form' or 'exact'.")
+    if preset.jacobian_weight and preset.trace != "exact":
+        raise ValueError(f"jacobian_weight={preset.jacobian_weight!r} needs trace='exact' (the closed-form "
+                         f"trace computes no Jacobian products); add --set trace=exact.")
     return preset
 
 
@@ -206,15 +224,17 @@ def build_nf(layers: int, preset: DensityPreset, *, direction: str, device: torc
 
 def build_cnf(width: int, preset: DensityPreset, *, device: torch.device, hidden: Optional[tuple] = None) -> CNF:
     """The paper's planar CNF in 2D: :class:`~nodelib.HyperPlanarField` with ``width`` units and a hypernetwork
-    with hidden widths ``hidden`` (default ``preset.hidden``), closed-form trace, dopri5 at the preset's
-    training tolerance on ``t ∈ [0, 1]``."""
+    with hidden widths ``hidden`` (default ``preset.hidden``), the preset's trace (closed form by default)
+    and regularisers, dopri5 at the preset's training tolerance on ``t ∈ [0, 1]``."""
     with default_dtype(preset.torch_dtype):
         field = HyperPlanarField(2, width, preset.hidden if hidden is None else hidden).to(device)
-    return CNF(field, trace="closed_form", adjoint=preset.adjoint, rtol=preset.rtol, atol=preset.atol)
+    return CNF(field, trace=preset.trace, adjoint=preset.adjoint, rtol=preset.rtol, atol=preset.atol,
+               kinetic_weight=preset.kinetic_weight, jacobian_weight=preset.jacobian_weight)
 
 
 def evaluation_copy(model: nn.Module, tol: float) -> nn.Module:
-    """``model`` for reporting: a CNF sharing its field, solved at tolerance ``tol`` (an NF is exact as it is)."""
+    """``model`` for reporting: a CNF sharing its field and trace, solved at tolerance ``tol``, without
+    regularisers (they change training, not the density); an NF is exact as it is."""
     if isinstance(model, CNF):
         return CNF(model.field, trace=model.trace, adjoint=False, rtol=tol, atol=tol)
     return model
@@ -296,7 +316,9 @@ def _plain(preset: DensityPreset) -> dict:
 def _record(model: nn.Module, history: FitHistory, iterations: int, checkpoint: Optional[pathlib.Path]) -> dict:
     return {"params": count_parameters(model), "iterations": iterations, "train_time_s": history.total_seconds,
             "final_loss": history.losses[-1][1] if history.losses else None,
-            "checkpoint": str(checkpoint) if checkpoint is not None else None}
+            "checkpoint": str(checkpoint) if checkpoint is not None else None,
+            "losses": [list(row) for row in history.losses], "parts": [list(row) for row in history.parts],
+            "elapsed_s": [list(row) for row in history.elapsed], "train_nfe": [list(row) for row in history.nfe]}
 
 
 def _build(part: str, kind: str, size: Optional[int], cfg: DensityPreset, device: torch.device) -> nn.Module:
@@ -312,12 +334,16 @@ def _build(part: str, kind: str, size: Optional[int], cfg: DensityPreset, device
     return build_nf(layers, cfg, direction="normalizing", device=device)
 
 
+def _log_every(cfg: DensityPreset, iterations: int) -> int:
+    return cfg.log_every or max(1, iterations // 4)
+
+
 def _fit_kl(model: nn.Module, kind: str, target: str, index: int, cfg: DensityPreset,
             checkpoint: Optional[pathlib.Path], deadline: Optional[float], verbose: bool) -> Optional[dict]:
     iterations = cfg.kl_iterations_nf if kind == "nf" else cfg.kl_iterations_cnf
     history = fit_kl(model, lambda x: energies.unnormalised_log_density(target, x), iterations=iterations,
                      batch_size=cfg.kl_batch, lr=cfg.kl_lr, seed=cfg.seed + index,
-                     anneal_iterations=int(cfg.kl_anneal * iterations), log_every=max(1, iterations // 4),
+                     anneal_iterations=int(cfg.kl_anneal * iterations), log_every=_log_every(cfg, iterations),
                      checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, verbose=verbose,
                      deadline=deadline)
     if not history.complete:
@@ -334,7 +360,7 @@ def _fit_kl(model: nn.Module, kind: str, target: str, index: int, cfg: DensityPr
 def _fit_ml(model: nn.Module, kind: str, index: int, cfg: DensityPreset, train: Tensor, test: Tensor,
             checkpoint: Optional[pathlib.Path], deadline: Optional[float], verbose: bool) -> Optional[dict]:
     history = fit_density(model, train, iterations=cfg.ml_iterations, batch_size=cfg.ml_batch, lr=cfg.ml_lr,
-                          seed=cfg.seed + index, log_every=max(1, cfg.ml_iterations // 4), checkpoint=checkpoint,
+                          seed=cfg.seed + index, log_every=_log_every(cfg, cfg.ml_iterations), checkpoint=checkpoint,
                           checkpoint_every=cfg.checkpoint_every, verbose=verbose, deadline=deadline)
     if not history.complete:
         return None
