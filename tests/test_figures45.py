@@ -87,6 +87,11 @@ def test_fig5_runs_keep_the_book_and_the_paper_configurations_apart():
     recorded = [("a", book), ("b", paper), ("c", running), ("d", kl_run("u1", (1,)))]
     assert figures45.fig5_runs(recorded) == [("a", book)]
     assert figures45.fig5_runs(recorded, paper=True) == [("b", paper)]
+    regularised = ml_run("two_moons")
+    regularised["config"].update(kinetic_weight=0.05, jacobian_weight=0.0)
+    recorded.insert(0, ("a-regularised", regularised))  # sorted before "a/results.json"
+    assert figures45.fig5_runs(recorded) == [("a", book)]
+    assert figures45.fig5_runs(recorded, regularised=True) == [("a-regularised", regularised)]
 
 
 def test_ml_and_paired_frames():

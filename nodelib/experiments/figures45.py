@@ -89,13 +89,20 @@ def kl_rows(recorded: Sequence[Tuple[pathlib.Path, dict]]) -> Dict[Tuple[str, in
     return rows
 
 
-def fig5_runs(recorded: Sequence[Tuple[pathlib.Path, dict]], *, paper: bool = False) -> list:
+def fig5_runs(recorded: Sequence[Tuple[pathlib.Path, dict]], *, paper: bool = False,
+              regularised: bool = False) -> list:
     """The complete recorded runs with Fig. 5 results: those of the book's configuration (the NF's
     depth matched to the CNF's parameter count), or with ``paper=True`` those of the paper's (an NF
-    of a given depth, ``config["ml_nf_layers"]``, against a CNF of ``config["ml_width"]`` units)."""
+    of a given depth, ``config["ml_nf_layers"]``, against a CNF of ``config["ml_width"]`` units);
+    unregularised CNFs, or with ``regularised=True`` CNFs trained with a penalty (chapter
+    "Regularised dynamics")."""
+    def penalised(config: dict) -> bool:
+        return bool(config.get("kinetic_weight") or config.get("jacobian_weight"))
+
     return [(path, r) for path, r in recorded
             if r.get("status") == "complete" and r.get("maximum_likelihood")
-            and (r.get("config", {}).get("ml_nf_layers") is not None) == paper]
+            and (r.get("config", {}).get("ml_nf_layers") is not None) == paper
+            and penalised(r.get("config", {})) == regularised]
 
 
 def kl_text(value: float, se: float) -> str:
