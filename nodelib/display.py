@@ -200,3 +200,47 @@ def plot_snapshots(snapshots: FlowSnapshots, *, title: str, data: Tensor, data_g
         fig.colorbar(image, ax=axes[0::2, :].ravel().tolist(), label="density", shrink=0.6)
     fig.suptitle(title)
     return fig
+
+
+# -- particle paths of a 2D flow, to see how straight they are ---------------------------------------
+__all__ += ["flow_paths", "plot_paths"]
+
+
+def flow_paths(cnf, n: int, *, steps: int = 41, generator: Optional[torch.Generator] = None) -> Tensor:
+    """The paths of ``n`` base samples of a 2D :class:`nodelib.CNF` from ``t0`` to ``t1``: shape
+    ``(steps, n, 2)``, the states at ``steps`` equally spaced times, from one solve at the CNF's
+    solver settings (the last row is ``cnf.transform`` of the first)."""
+    from .solve import odeint
+
+    if getattr(cnf, "dim", None) != 2:
+        raise ValueError(f"flow_paths draws 2D flows; this model has dimension {getattr(cnf, 'dim', None)}.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"steps must be an int >= 2 (the times t0 and t1 at least), got {steps!r}.")
+    dtype, device = cnf._dtype_device()
+    z0 = cnf._sample_base(n, generator, dtype, device)
+    times = torch.linspace(cnf.t0, cnf.t1, steps, dtype=dtype, device=device)
+    with torch.no_grad():
+        return odeint(cnf.field, z0, times, **cnf.solver)
+
+
+def plot_paths(ax: "Axes", paths: Tensor, *, title: Optional[str] = None, color: str = "C0") -> "Axes":
+    """Draw :func:`flow_paths`: each path as a thin line, its start (base sample) as a grey dot and
+    its end (sample of the flow) as a coloured one."""
+    paths = paths.detach().cpu()
+    ax.plot(paths[..., 0].numpy(), paths[..., 1].numpy(), color=color, linewidth=0.5, alpha=0.5)
+    ax.scatter(paths[0, :, 0].numpy(), paths[0, :, 1].numpy(), s=4, color="0.5", zorder=3)
+    ax.scatter(paths[-1, :, 0].numpy(), paths[-1, :, 1].numpy(), s=4, color=color, zorder=3)
+    ax.set_aspect("equal")
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def path_straightness(paths: Tensor) -> Tensor:
+    """For each path of :func:`flow_paths`, the distance between its ends over its length (polyline
+    through the recorded states): 1 for a straight path, smaller the more it bends; shape ``(n,)``."""
+    length = (paths[1:] - paths[:-1]).norm(dim=-1).sum(dim=0)
+    return (paths[-1] - paths[0]).norm(dim=-1) / length
+
+
+__all__ += ["path_straightness"]

@@ -1,10 +1,13 @@
 """nodelib.display: what chapters show, checked against the data it was given."""
+import math
+
 import matplotlib
 import pandas as pd
 import pytest
 import torch
 
-from nodelib import FitHistory
+import nodelib
+from nodelib import FitHistory, display
 from nodelib.display import plot_curves, plot_field, table
 
 matplotlib.use("Agg")
@@ -128,3 +131,24 @@ def test_plot_snapshots_shares_one_colour_scale_and_titles_every_panel():
     assert all(ax.get_xlabel() == "$z_1$" and ax.get_ylabel() == "$z_2$" for ax in axes)
     assert axes[-1].collections[0].get_offsets().shape == (20, 2)
     plt.close(fig)
+
+
+def test_flow_paths_end_where_the_flow_carries_their_base_samples_and_straight_paths_score_one():
+    torch.manual_seed(0)
+    cnf = nodelib.CNF(nodelib.MLPField(2, hidden=(8,)), rtol=1e-9, atol=1e-9)
+    paths = display.flow_paths(cnf, 5, steps=11, generator=torch.Generator().manual_seed(3))
+    z0 = cnf._sample_base(5, torch.Generator().manual_seed(3), *cnf._dtype_device())
+    assert paths.shape == (11, 5, 2) and torch.equal(paths[0], z0)
+    assert torch.allclose(paths[-1], cnf.transform(z0), atol=1e-7)
+    # a constant field moves every point along a straight line: ratio 1; a rotation bends them
+    straight = torch.linspace(0, 1, 11)[:, None, None] * torch.tensor([[1.0, 2.0]]) + z0
+    assert torch.allclose(display.path_straightness(straight), torch.ones(5), atol=1e-6)
+    angle = torch.linspace(0, math.pi, 101)[:, None]
+    half_circle = torch.stack([angle.cos(), angle.sin()], dim=-1)            # (101, 1, 2)
+    assert abs(display.path_straightness(half_circle).item() - 2 / math.pi) < 1e-3
+    fig, ax = plt.subplots()
+    display.plot_paths(ax, paths, title="paths")
+    assert len(ax.lines) == 5 and ax.get_title() == "paths"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="steps must be an int >= 2"):
+        display.flow_paths(cnf, 5, steps=1)
