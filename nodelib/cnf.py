@@ -10,10 +10,11 @@ one solve of the augmented system :eq:`cnf-augmented` backwards in time, from ``
 where ``Δ(t) = log p_t(z(t)) - log p_{t1}(x)``; then ``log p_{t1}(x) = log p_{t0}(z(t0)) - Δ(t0)``
 (eq. :eq:`cnf-logp`). Sampling is the forward solve of ``dz/dt = f`` from ``z(t0) ~ p_{t0}``.
 
-Regularised dynamics (:cite:`finlay2020train`): a CNF built with ``kinetic_weight > 0`` or
-``jacobian_weight > 0`` extends the augmented system with the running integrals of the kinetic energy
-``‖f‖²`` and of the squared Frobenius norm ``‖∇_z f‖_F²`` of the Jacobian
-(:cite:`finlay2020train`), in the same solve as the state and the log-density;
+Regularised dynamics (:cite:`finlay2020train`; chapter "Regularised dynamics"): a CNF built with
+``kinetic_weight > 0`` or ``jacobian_weight > 0`` extends the augmented system with the running
+integrals of the kinetic energy ``‖f‖²`` (eq. :eq:`kinetic-energy`) and of the squared Frobenius norm
+``‖∇_z f‖_F²`` of the Jacobian (eq. :eq:`jacobian-frobenius`), in the same solve as the state and the
+log-density;
 :meth:`CNF.log_prob_and_penalties` returns them per sample, and :func:`nodelib.fit_density` adds them,
 weighted, to the negative log-likelihood.
 
@@ -140,11 +141,12 @@ class CNF(nn.Module):
             than by direct backpropagation through :func:`nodelib.odeint`.
         rtol, atol, method, options: solver settings of every solve (see :func:`nodelib.odeint`).
         kinetic_weight: the weight of the kinetic energy ``K = ∫_{t0}^{t1} ‖f(z(t), t)‖² dt``
-            (:cite:`finlay2020train`) in the regularised objective of
+            (eq. :eq:`kinetic-energy`) in the regularised objective :eq:`regularised-objective` of
             :func:`nodelib.fit_density` and :func:`nodelib.fit_kl`; a non-negative float.
         jacobian_weight: the weight of ``J = ∫_{t0}^{t1} ‖∇_z f(z(t), t)‖_F² dt``
-            (:cite:`finlay2020train`): exact with ``trace="exact"``, and with
-            ``trace="hutchinson"`` estimated without bias as ``‖εᵀ ∇_z f‖²`` from the trace's own probe
+            (eq. :eq:`jacobian-frobenius`): exact with ``trace="exact"``, and with
+            ``trace="hutchinson"`` estimated without bias as ``‖εᵀ ∇_z f‖²`` (eq.
+            :eq:`frobenius-estimator`) from the trace's own probe
             ``ε`` and vector-Jacobian product; a non-negative float (0 with ``trace="closed_form"``).
 
     Each penalty whose weight is > 0 adds one component to the augmented state of

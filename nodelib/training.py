@@ -275,7 +275,8 @@ def fit_density(model: nn.Module, data: Tensor, *, iterations: int, batch_size: 
     ``lr`` down to 0 over ``iterations``.
 
     A model with non-empty ``penalty_weights`` (a :class:`nodelib.CNF` built with ``kinetic_weight``
-    or ``jacobian_weight``) is fitted instead to the regularised objective of :cite:`finlay2020train`,
+    or ``jacobian_weight``) is fitted instead to the regularised objective :eq:`regularised-objective`
+    of :cite:`finlay2020train`,
 
         -mean(log p(x)) + kinetic_weight · mean(K(x)) + jacobian_weight · mean(J(x)),
 

@@ -49,6 +49,16 @@ def test_describe_and_training_time_on_synthetic_runs(tmp_path):
                                                     "seed": 1}}
     assert describe(paper) == ("Fig. 5 (maximum likelihood) on two circles, CNF of 64 units against NF of 64 "
                                "layers, seed 1")
+    regularised = {**density, "parts": ["ml"], "config": {"datasets": ["two_moons"], "kinetic_weight": 0.05,
+                                                          "jacobian_weight": 0.0}}
+    assert describe(regularised) == "Fig. 5 (maximum likelihood) on two moons, CNF regularised (kinetic 0.05)"
+    benchmark = {"experiment": "cnf-regularisation", "status": "complete",
+                 "config": {"datasets": ["two_moons", "pinwheel"], "kinetic_weight": 0.05, "jacobian_weight": 0.1},
+                 "datasets": {"two_moons": {"models": {"a": {"training_seconds": 2.0}, "b": {"training_seconds": 3.5}}},
+                              "pinwheel": {"models": {"a": {"training_seconds": 1.0}}}}}
+    assert describe(benchmark) == ("Regularised dynamics: one CNF trained with (kinetic 0.05, Jacobian 0.1) and "
+                                   "without penalties, side by side, on two moons, pinwheel")
+    assert training_seconds(benchmark) == 6.5
     for name, results in (("a", mnist), ("b", density)):
         (tmp_path / name).mkdir()
         provenance = {"device": "cpu", "device_name": "CPU X", "cpu_threads": 2, "python": "3.11", "torch": "2",

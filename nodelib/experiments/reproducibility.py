@@ -57,7 +57,10 @@ def describe(results: dict) -> str:
                 how = (f", CNF of {config.get('ml_width')} units against NF of {layers} layers"
                        if layers else "")
                 seed = f", seed {config['seed']}" if config.get("seed") else ""
-                parts.append(f"{_FIGURES[part]} on {datasets}{how}{seed}")
+                penalties = [f"{name} {config[f'{name}_weight']:g}" for name in ("kinetic", "jacobian")
+                             if config.get(f"{name}_weight")]
+                regularised = f", CNF regularised ({', '.join(penalties)})" if penalties else ""
+                parts.append(f"{_FIGURES[part]} on {datasets}{how}{seed}{regularised}")
         return "; ".join(parts)
     if results.get("experiment") == "latent-ode":
         names = {"rnn": "RNN", "rnn_dt": "RNN with time differences", "latent_ode": "latent ODE"}
@@ -65,6 +68,10 @@ def describe(results: dict) -> str:
         ns = ", ".join(str(n) for n in config.get("observations", []))
         return (f"Table 2 on {config.get('n_series', '?'):,} spirals, seed {config.get('seed')}: {models}; "
                 f"N = {ns}; likelihood σ = {config.get('obs_std')}")
+    if results.get("experiment") == "cnf-regularisation":
+        datasets = ", ".join(d.replace("_", " ") for d in config.get("datasets", []))
+        return (f"Regularised dynamics: one CNF trained with (kinetic {config.get('kinetic_weight'):g}, "
+                f"Jacobian {config.get('jacobian_weight'):g}) and without penalties, side by side, on {datasets}")
     return str(results.get("experiment"))
 
 
@@ -94,6 +101,9 @@ def training_seconds(results: dict) -> float:
     if results.get("experiment") == "latent-ode":
         return sum(model.get("train_time_s", 0.0) for slot in results.get("runs", {}).values()
                    for kind, model in slot.items() if kind != "paired")
+    if results.get("experiment") == "cnf-regularisation":
+        return sum(model.get("training_seconds", 0.0) for slot in results.get("datasets", {}).values()
+                   for model in slot.get("models", {}).values())
     return sum(model.get("train_time_s", 0.0)
                for part in ("density_matching", "maximum_likelihood")
                for slot in results.get(part, {}).values()
