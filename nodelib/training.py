@@ -387,8 +387,8 @@ def fit_kl(model: nn.Module, log_target: Callable[[Tensor], Tensor], *, iteratio
             generative :class:`nodelib.PlanarFlow`, a :class:`nodelib.CNF`; with ``penalty_weights``,
             ``sample_with_log_prob_and_penalties(n, generator=...) -> (x, log q(x), {name: (n,)})``).
         log_target: ``log p̃``, mapping points ``(B, d)`` to ``(B,)``.
-        iterations, batch_size, lr, seed, log_every, checkpoint, checkpoint_every, verbose, deadline,
-            evaluate: as for :func:`fit_density`.
+        iterations, batch_size, lr, seed, log_every, checkpoint, checkpoint_every, verbose, deadline, evaluate:
+            as for :func:`fit_density`.
         anneal_iterations, beta0: the annealing of ``β``.
 
     Example:
