@@ -44,13 +44,13 @@ class Config:
 
     datasets: Tuple[str, ...] = ("two_moons", "pinwheel")
     hidden: Tuple[int, ...] = (64, 64)
-    iterations: int = 1000
+    iterations: int = 2000
     batch_size: int = 256
     lr: float = 1e-2
     tol: float = 1e-5
     adjoint: bool = True
-    kinetic_weight: float = 0.05
-    jacobian_weight: float = 0.05
+    kinetic_weight: float = 0.02
+    jacobian_weight: float = 0.02
     n_train: int = 100_000
     n_validation: int = 10_000
     n_test: int = 20_000

@@ -6,6 +6,8 @@ Example (a quick CPU run, then the paper's scale: Table 1 on a GPU where there i
     python -m nodelib.experiments mnist --preset full --dataset mnist --out results/mnist-full
     python -m nodelib.experiments density --preset full --out results/density-full
     python -m nodelib.experiments latent --preset full --out results/latent-full
+    python -m nodelib.experiments density --preset full --parts ml --datasets two_moons \
+        --set kinetic_weight=0.05 --out results/density-full-moons-regularised
 
 Running a command again with the same ``--out`` resumes from the last checkpoint; with other settings it
 stops and names the ones that changed.
@@ -75,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="print one line per model, not the fits' progress")
     d.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a field of the preset (nodelib.experiments.density.DensityPreset), e.g. "
-                        "--set kl_eval_samples=1000 --set hidden='(16, 16)'; repeatable")
+                        "--set kl_eval_samples=1000 --set hidden='(16, 16)', or train the CNFs regularised "
+                        "with --set kinetic_weight=0.05; repeatable")
     lt = sub.add_parser("latent", help="Table 2: latent ODE against two RNNs on spirals",
                         description="Train the latent ODE and the two RNNs of Table 2 on bi-directional spirals "
                                     "for each number of observations; write OUT/results.json.")
