@@ -49,9 +49,15 @@ def table(frame: "pandas.DataFrame", *, caption: Optional[str] = None,
             raise ValueError(f"formats names the column {column!r}, which the table lacks; its columns are "
                              f"{list(frame.columns)}.")
         frame[column] = [spec(v) if callable(spec) else format(v, spec) for v in frame[column]]
-    text = frame.astype(str).to_markdown(index=False, disable_numparse=True,
+    frame = frame.astype(str).map(_escape_bars)  # a "|" in a cell or a name would split its row
+    frame.columns = [_escape_bars(str(c)) for c in frame.columns]
+    text = frame.to_markdown(index=False, disable_numparse=True,
                                          colalign=["right" if n else "left" for n in numeric])
     return Markdown(text if caption is None else f"**{caption}**\n\n{text}")
+
+
+def _escape_bars(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def plot_curves(ax: "Axes", curves: Mapping[str, Union[Curve, object]], *, ylabel: str,
@@ -225,11 +231,15 @@ def flow_paths(cnf, n: int, *, steps: int = 41, generator: Optional[torch.Genera
 
 def plot_paths(ax: "Axes", paths: Tensor, *, title: Optional[str] = None, color: str = "C0") -> "Axes":
     """Draw :func:`flow_paths`: each path as a thin line, its start (base sample) as a grey dot and
-    its end (sample of the flow) as a coloured one."""
+    its end (sample of the flow) as a coloured one, labelled for a legend."""
     paths = paths.detach().cpu()
     ax.plot(paths[..., 0].numpy(), paths[..., 1].numpy(), color=color, linewidth=0.5, alpha=0.5)
-    ax.scatter(paths[0, :, 0].numpy(), paths[0, :, 1].numpy(), s=4, color="0.5", zorder=3)
-    ax.scatter(paths[-1, :, 0].numpy(), paths[-1, :, 1].numpy(), s=4, color=color, zorder=3)
+    ax.scatter(paths[0, :, 0].numpy(), paths[0, :, 1].numpy(), s=4, color="0.5", zorder=3,
+               label="base sample, $t_0$")
+    ax.scatter(paths[-1, :, 0].numpy(), paths[-1, :, 1].numpy(), s=4, color=color, zorder=3,
+               label="flow sample, $t_1$")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
     ax.set_aspect("equal")
     if title is not None:
         ax.set_title(title)

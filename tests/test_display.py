@@ -1,5 +1,6 @@
 """nodelib.display: what chapters show, checked against the data it was given."""
 import math
+import re
 
 import matplotlib
 import pandas as pd
@@ -152,3 +153,13 @@ def test_flow_paths_end_where_the_flow_carries_their_base_samples_and_straight_p
     plt.close(fig)
     with pytest.raises(ValueError, match="steps must be an int >= 2"):
         display.flow_paths(cnf, 5, steps=1)
+
+
+def test_a_bar_in_a_name_or_a_cell_is_escaped_and_the_table_still_parses():
+    from markdown_it import MarkdownIt
+
+    frame = pd.DataFrame({"largest |z(1) − Φ(x)|": [2e-14], "flow": ["a|b"]})
+    shown = table(frame, formats={"largest |z(1) − Φ(x)|": ".0e"})
+    html = MarkdownIt("commonmark").enable("table").render(shown.data)
+    assert len(re.findall(r"<th[ >]", html)) == 2 and len(re.findall(r"<td[ >]", html)) == 2
+    assert "largest |z(1) − Φ(x)|</th>" in html and ">a|b</td>" in html and ">2e-14</td>" in html
