@@ -72,15 +72,21 @@ QUICK = Config(hidden=(16, 16), iterations=12, batch_size=64, tol=1e-3, n_train=
 
 def make_cnf(config: Config, field: torch.nn.Module, regularised: bool) -> nodelib.CNF:
     """The training CNF: exact trace, dopri5 at ``config.tol``; with the penalties if ``regularised``."""
-    weights = dict(kinetic_weight=config.kinetic_weight, jacobian_weight=config.jacobian_weight) if regularised \
-        else {}
-    return nodelib.CNF(field, trace="exact", adjoint=config.adjoint, rtol=config.tol, atol=config.tol, **weights)
+    weights = dict(kinetic_weight=config.kinetic_weight, jacobian_weight=config.jacobian_weight)
+    return nodelib.CNF(field, trace="exact", adjoint=config.adjoint, rtol=config.tol, atol=config.tol,
+                       **(weights if regularised else {}))
 
 
 def make_field(config: Config) -> nodelib.MLPField:
-    """The field ``f(z, t)``, float32, initialised from ``config.init_seed`` (the same for both models)."""
-    torch.manual_seed(config.init_seed)
-    return nodelib.MLPField(2, hidden=config.hidden).float()
+    """The field ``f(z, t)``, float32, initialised from ``config.init_seed`` (the same for both models),
+    whatever the default dtype (initialising in float64 and rounding would draw other weights)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        torch.manual_seed(config.init_seed)
+        return nodelib.MLPField(2, hidden=config.hidden)
+    finally:
+        torch.set_default_dtype(default)
 
 
 def evaluation_cnf(config: Config, field: torch.nn.Module) -> nodelib.CNF:
@@ -148,14 +154,17 @@ def curves(history: nodelib.FitHistory) -> Dict[str, List]:
     evaluated = [(i, v) for i, v in history.evaluations if math.isfinite(v)]
     return {"iteration": [i for i, _ in history.losses], "seconds": [s for _, s in history.elapsed],
             "nfe_forward": [f for _, f, _ in history.nfe], "nfe_backward": [b for _, _, b in history.nfe],
-            "loss": [v for _, v in history.losses], **{name: [p[name] for _, p in history.parts] for name in parts},
+            "loss": [v for _, v in history.losses],
+            **{name: [p[name] for _, p in history.parts] for name in parts},
             "test_subset_iteration": [i for i, _ in evaluated],
             "test_subset_seconds": [seconds[i] for i, _ in evaluated],
             "test_subset_nll": [v for _, v in evaluated]}
 
 
-def summarise(config: Config, data: Dict[str, Tensor], fits: Dict[str, Tuple[torch.nn.Module, nodelib.FitHistory]]
-              ) -> dict:
+Fits = Dict[str, Tuple[torch.nn.Module, nodelib.FitHistory]]
+
+
+def summarise(config: Config, data: Dict[str, Tensor], fits: Fits) -> dict:
     """Per model: NFE at the end of training, evaluation NFE, seconds, NLLs; then ratios, paired differences,
     targets."""
     result, nll = {"models": {}}, {}
@@ -165,13 +174,15 @@ def summarise(config: Config, data: Dict[str, Tensor], fits: Dict[str, Tuple[tor
         result["models"][model] = {
             "train_nfe_end": {"forward": sum(f for f, _ in end) / len(end),
                               "backward": sum(b for _, b in end) / len(end),
-                              "total": sum(f + b for f, b in end) / len(end), "iterations_averaged": len(end)},
+                              "total": sum(f + b for f, b in end) / len(end),
+                              "iterations_averaged": len(end)},
             "eval_nfe_per_solve": nll[model]["test"][1], "training_seconds": history.total_seconds,
             **{f"{split}_nll": mean_and_se(nll[model][split][0]) for split in ("validation", "test")},
             "curves": curves(history)}
     plain, reg = (result["models"][m] for m in MODELS)
-    result["paired_difference"] = {split: mean_and_se(nll["regularised"][split][0] - nll["unregularised"][split][0])
-                                   for split in ("validation", "test")}
+    result["paired_difference"] = {
+        split: mean_and_se(nll["regularised"][split][0] - nll["unregularised"][split][0])
+        for split in ("validation", "test")}
     result["ratios"] = {"train NFE ratio": reg["train_nfe_end"]["total"] / plain["train_nfe_end"]["total"],
                         "eval NFE ratio": reg["eval_nfe_per_solve"] / plain["eval_nfe_per_solve"],
                         "training time ratio": reg["training_seconds"] / plain["training_seconds"]}
@@ -183,7 +194,8 @@ def summarise(config: Config, data: Dict[str, Tensor], fits: Dict[str, Tuple[tor
 
 def run(config: Config, checkpoints: pathlib.Path) -> dict:
     """Fit and measure every data set of ``config``; checkpoints (the fitted models) go to ``checkpoints``."""
-    results = {"provenance": provenance(torch.device("cpu")), "config": dataclasses.asdict(config), "datasets": {}}
+    results = {"provenance": provenance(torch.device("cpu")), "config": dataclasses.asdict(config),
+               "datasets": {}}
     print(f"{results['provenance']['date']}, {results['provenance']['device_name']}, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, nodelib {nodelib.__version__}",
           flush=True)
@@ -205,11 +217,14 @@ def markdown_table(datasets: dict) -> str:
         for model in MODELS:
             m = result["models"][model]
             end, test = m["train_nfe_end"], m["test_nll"]
-            ratios = ", ".join(f"{v:.2f}" for v in result["ratios"].values()) if model == "regularised" else ""
+            ratios = ", ".join(f"{v:.2f}" for v in result["ratios"].values())
             paired = result["paired_difference"]["test"]
             difference = f"{paired['mean']:+.4f} ± {paired['se']:.4f}" if model == "regularised" else ""
-            rows.append(f"| {name} | {model} | {end['total']:.0f} ({end['forward']:.0f} + {end['backward']:.0f}) "
-                        f"| {m['eval_nfe_per_solve']:.1f} | {m['training_seconds']:.0f} "
+            if model != "regularised":
+                ratios = ""
+            rows.append(f"| {name} | {model} | {end['total']:.0f} ({end['forward']:.0f} + "
+                        f"{end['backward']:.0f}) | {m['eval_nfe_per_solve']:.1f} "
+                        f"| {m['training_seconds']:.0f} "
                         f"| {test['mean']:.4f} ± {test['se']:.4f} | {ratios} | {difference} |")
     return "\n".join(rows)
 
@@ -221,7 +236,8 @@ def main(argv: List[str] | None = None) -> dict:
                         help="the JSON file of results and curves (default benchmarks/regularisation.json)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--checkpoints", type=pathlib.Path, default=None,
-                        help="keep the fits' checkpoints (the trained models) here (default: a temporary folder)")
+                        help="keep the fits' checkpoints (the trained models) here (default: a temporary "
+                             "folder)")
     parser.add_argument("--iterations", type=int, help="override the configuration's iterations")
     parser.add_argument("--weights", type=float, nargs=2, metavar=("KINETIC", "JACOBIAN"),
                         help="override the regularisation weights")
@@ -240,7 +256,8 @@ def main(argv: List[str] | None = None) -> dict:
     print("\n" + markdown_table(results["datasets"]))
     for name, result in results["datasets"].items():
         print(name + ": " + "; ".join(f"{key} {t['measured']:.3f} (target <= {t['target']}, "
-                                      f"{'met' if t['met'] else 'missed'})" for key, t in result["targets"].items()))
+                                      f"{'met' if t['met'] else 'missed'})"
+                                      for key, t in result["targets"].items()))
     return results
 
 
