@@ -34,6 +34,9 @@ from nodelib.data import toy2d
 from nodelib.experiments.runs import provenance
 
 MODELS = ("unregularised", "regularised")
+#: Where the recorded run lies: the chapter "Regularised dynamics" reads it with
+#: ``nodelib.experiments.runs.recorded_results("cnf-regularisation")``.
+RECORDED = pathlib.Path(__file__).resolve().parent.parent / "results" / "regularisation-benchmark" / "results.json"
 TARGETS = {"test NLL difference (nats)": 0.02, "train NFE ratio": 0.5, "eval NFE ratio": 0.5,
            "training time ratio": 0.7}
 
@@ -194,8 +197,9 @@ def summarise(config: Config, data: Dict[str, Tensor], fits: Fits) -> dict:
 
 def run(config: Config, checkpoints: pathlib.Path) -> dict:
     """Fit and measure every data set of ``config``; checkpoints (the fitted models) go to ``checkpoints``."""
-    results = {"provenance": provenance(torch.device("cpu")), "config": dataclasses.asdict(config),
-               "datasets": {}}
+    results = {"experiment": "cnf-regularisation", "preset": "quick" if config == QUICK else "full",
+               "status": "running", "provenance": provenance(torch.device("cpu")),
+               "config": dataclasses.asdict(config), "datasets": {}}
     print(f"{results['provenance']['date']}, {results['provenance']['device_name']}, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, nodelib {nodelib.__version__}",
           flush=True)
@@ -232,8 +236,9 @@ def markdown_table(datasets: dict) -> str:
 def main(argv: List[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny configuration for a smoke run (seconds)")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path(__file__).with_suffix(".json"),
-                        help="the JSON file of results and curves (default benchmarks/regularisation.json)")
+    parser.add_argument("--out", type=pathlib.Path, default=RECORDED,
+                        help="the JSON file of results and curves (default results/regularisation-benchmark/"
+                             "results.json, where the book's chapter reads it)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--checkpoints", type=pathlib.Path, default=None,
                         help="keep the fits' checkpoints (the trained models) here (default: a temporary "
@@ -252,6 +257,8 @@ def main(argv: List[str] | None = None) -> dict:
         checkpoints = args.checkpoints or pathlib.Path(scratch)
         checkpoints.mkdir(parents=True, exist_ok=True)
         results = run(config, checkpoints)
+    results["status"] = "complete"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print("\n" + markdown_table(results["datasets"]))
     for name, result in results["datasets"].items():

@@ -127,3 +127,16 @@ def test_offline_it_says_so_in_one_line_and_returns_none(tmp_path, monkeypatch, 
     assert recorded_results("mnist-table1", repository=f"http://127.0.0.1:{port}") is None
     said = capsys.readouterr().out.splitlines()
     assert len(said) == 1 and "could not be read from http://127.0.0.1" in said[0]
+
+
+def test_the_provenance_of_a_script_names_it_as_run_from_the_repository(monkeypatch, tmp_path):
+    import torch
+
+    from nodelib.experiments.runs import provenance
+
+    script = tmp_path / "benchmarks" / "bench.py"
+    script.parent.mkdir()
+    script.write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", [str(script), "--quick", "--out", "a b.json"])
+    assert provenance(torch.device("cpu"))["command"] == "python benchmarks/bench.py --quick --out 'a b.json'"

@@ -88,8 +88,12 @@ def provenance(device: torch.device, **extra: Any) -> dict:
     command = None
     if sys.argv and sys.argv[0]:
         program = pathlib.Path(sys.argv[0])
-        program = ("python -m nodelib.experiments" if program.parent.name == "experiments"
-                   and program.name == "__main__.py" else program.name)
+        if program.parent.name == "experiments" and program.name == "__main__.py":
+            program = "python -m nodelib.experiments"
+        else:  # a script, e.g. a benchmark: its path from the working directory where it lies below it
+            absolute = program.resolve()
+            cwd = pathlib.Path.cwd()
+            program = "python " + str(absolute.relative_to(cwd) if absolute.is_relative_to(cwd) else program)
         command = " ".join([program, *map(shlex.quote, sys.argv[1:])])  # (as a shell would need it)
     return {
         "device": str(device),
