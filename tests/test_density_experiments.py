@@ -315,3 +315,23 @@ def test_a_jacobian_penalty_needs_the_exact_trace():
     cnf = density.build_cnf(4, density.get_preset("quick", jacobian_weight=0.1, trace="exact"),
                             device=torch.device("cpu"))
     assert cnf.penalty_weights == {"jacobian": 0.1} and cnf.trace == "exact"
+
+
+def test_a_run_recorded_before_a_field_existed_resumes_and_reads_as_the_default(tmp_path):
+    """Fields added to the preset since a run was recorded (the regularisation weights, the trace,
+    log_every) take their defaults, which is how that run behaved: it still resumes, and its
+    configuration compares equal to the preset's."""
+    small = {**TINY, "ml_iterations": 2}
+    first = density.run("quick", out=str(tmp_path), parts=("ml",), datasets=("two_moons",), verbose=False,
+                        **small)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    for field in ("kinetic_weight", "jacobian_weight", "trace", "log_every"):
+        del on_disk["config"][field]
+    (tmp_path / "results.json").write_text(json.dumps(on_disk))
+    assert density.recorded_config(on_disk["config"]) == first["config"]
+    again = density.run("quick", out=str(tmp_path), parts=("ml",), datasets=("two_moons",), verbose=False,
+                        **small)
+    assert numbers(again) == numbers(first)
+    with pytest.raises(ValueError, match=r"another configuration \(kinetic_weight: 0.0 → 0.1\)"):
+        density.run("quick", out=str(tmp_path), parts=("ml",), datasets=("two_moons",), verbose=False,
+                    kinetic_weight=0.1, **small)

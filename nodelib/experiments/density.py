@@ -44,9 +44,9 @@ from ..storage import load_checkpoint, read_json, write_json_atomic
 from .measure import count_parameters
 from .runs import config_changes, default_dtype, log, pick_device, provenance, replace_preset
 
-__all__ = ["DensityPreset", "PRESETS", "PAPER", "get_preset", "matched_nf_layers", "build_nf", "build_cnf",
-           "evaluation_copy", "kl_estimate", "heldout_nll", "run", "kl_table", "ml_table", "still_to_run",
-           "plot_density_matching", "plot_maximum_likelihood", "save_figures"]
+__all__ = ["DensityPreset", "PRESETS", "PAPER", "get_preset", "recorded_config", "matched_nf_layers", "build_nf",
+           "build_cnf", "evaluation_copy", "kl_estimate", "heldout_nll", "run", "kl_table", "ml_table",
+           "still_to_run", "plot_density_matching", "plot_maximum_likelihood", "save_figures"]
 
 PARTS = ("kl", "ml")
 
@@ -208,6 +208,15 @@ def get_preset(name: str, **overrides) -> DensityPreset:
     return preset
 
 
+def recorded_config(config: dict) -> dict:
+    """A recorded run's configuration (``results["config"]``) with the fields added to
+    :class:`DensityPreset` since it ran filled in with their defaults, which is how that run behaved
+    (e.g. ``kinetic_weight`` 0: unregularised)."""
+    added = {field.name: field.default for field in dataclasses.fields(DensityPreset)
+             if field.name not in config and field.default is not dataclasses.MISSING}
+    return {**_plain_values(added), **config}
+
+
 def matched_nf_layers(params: int, dim: int = 2) -> int:
     """The depth ``K = round(params / (2 dim + 1))`` (at least 1) of a planar NF with about ``params``
     parameters: each planar layer has ``u, w ∈ R^dim`` and ``b``, so ``|K (2 dim + 1) - params| ≤ dim``."""
@@ -310,7 +319,11 @@ def _ml_data(name: str, cfg: DensityPreset, device: torch.device) -> Tuple[Tenso
 
 
 def _plain(preset: DensityPreset) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(preset).items()}
+    return _plain_values(dataclasses.asdict(preset))
+
+
+def _plain_values(values: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 def _record(model: nn.Module, history: FitHistory, iterations: int, checkpoint: Optional[pathlib.Path]) -> dict:
@@ -422,7 +435,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, device: Optional[st
                "density_matching": {}, "maximum_likelihood": {}, "provenance": None}
     if out_dir is not None and (out_dir / "results.json").is_file():
         previous = read_json(out_dir / "results.json")
-        changes = config_changes(previous.get("config") or {}, results["config"])  # (a field added since: None)
+        changes = config_changes(recorded_config(previous.get("config") or {}), results["config"])
         if changes:
             raise ValueError(f"{out_dir} holds a run with another configuration ({changes}); use another "
                              f"--out or the same options.")
