@@ -1,4 +1,4 @@
-"""A self-stepping solver: torchdiffeq's ``dopri5`` and ``rk4``, one step at a time, ready for ``torch.compile``.
+"""A self-stepping solver: torchdiffeq's ``dopri5`` and ``rk4`` a step at a time, for ``torch.compile``.
 
 :func:`odeint_compiled` is the opt-in alternative to :func:`nodelib.odeint` (GitHub issue 24). It
 takes the same steps as torchdiffeq 0.2.5 (the same initial step size, the same accepted and
@@ -31,8 +31,10 @@ __all__ = ["odeint_compiled", "dopri5_step", "dopri5_attempt", "rk4_step", "COMP
 
 #: The methods of :func:`odeint_compiled`.
 COMPILED_METHODS = ("dopri5", "rk4")
-_SUPPORTED_OPTIONS = {"dopri5": {"first_step", "min_step", "max_step", "safety", "ifactor", "dfactor", "norm"},
-                      "rk4": {"step_size"}}
+_SUPPORTED_OPTIONS = {
+    "dopri5": {"first_step", "min_step", "max_step", "safety", "ifactor", "dfactor", "norm"},
+    "rk4": {"step_size"},
+}
 
 # The Dormand-Prince 5(4) pair: stage nodes, stage weights (row i feeds stage i + 2), the 5th-order
 # weights (the last row: the 7th stage is evaluated at the new state, first-same-as-last), the
@@ -49,8 +51,9 @@ _DP_WEIGHTS = (
 )
 _DP_ERROR = (35 / 384 - 1951 / 21600, 0.0, 500 / 1113 - 22642 / 50085, 125 / 192 - 451 / 720,
              -2187 / 6784 + 12231 / 42400, 11 / 84 - 649 / 6300, -1 / 60)
-_DP_MIDPOINT = (6025192743 / 30085553152 / 2, 0.0, 51252292925 / 65400821598 / 2, -2691868925 / 45128329728 / 2,
-                187940372067 / 1594534317056 / 2, -1776094331 / 19743644256 / 2, 11237099 / 235043384 / 2)
+_DP_MIDPOINT = (6025192743 / 30085553152 / 2, 0.0, 51252292925 / 65400821598 / 2,
+                -2691868925 / 45128329728 / 2, 187940372067 / 1594534317056 / 2,
+                -1776094331 / 19743644256 / 2, 11237099 / 235043384 / 2)
 _DP_ORDER = 5
 
 
@@ -129,6 +132,7 @@ def dopri5_attempt(func: Callable, sign: int, norm: Callable[[Tensor], Tensor], 
         shrink = torch.where(ratio < 1, torch.ones_like(dfactor), dfactor)
         factor = torch.minimum(ifactor, torch.maximum(safety / ratio ** (1 / _DP_ORDER), shrink))
         h_next = (h.detach() * factor).clamp(min_step, max_step)
+    h_next = h_next + 0 * h  # (the graph of the first h, with no gradient: see _zero_tie)
 
     def pick(new, old):
         return torch.where(accept, new, old)
@@ -169,29 +173,47 @@ def _initial_step(field: Callable, s0: Tensor, y0: Tensor, f0: Tensor, rtol: Ten
     return torch.minimum(100 * h0, h1.abs()).to(s0.dtype)
 
 
+def _zero_tie(y0: Tensor, func: Callable) -> Tensor:
+    """A zero that requires grad if ``y0`` or a parameter of ``func`` does (and grad mode is on).
+
+    Added to the tensors a step carries, it makes them all require grad from the first step on, as
+    they do after a step or two anyway; a compiled step, which specialises on which of its inputs
+    require grad, is then compiled once rather than up to three times. Values and gradients stay
+    the same (an added zero, and a zero times any finite gradient)."""
+    params = list(func.parameters()) if isinstance(func, nn.Module) else []
+    tie = y0.new_zeros(())
+    for x in (y0, *params):
+        if x.requires_grad and x.numel() and torch.is_grad_enabled():
+            tie = tie + 0 * x.reshape(-1)[0].to(y0.dtype)
+    return tie
+
+
 def _solve_dopri5(field: GuardedField, func: Callable, sign: int, y0: Tensor, s: Tensor, rtol: float,
                   atol: float, options: dict, max_num_steps: int, attempt: Callable) -> Tensor:
     """The adaptive loop over the output times ``s`` (solver time, increasing, float64)."""
     norm = options.get("norm", _rms)
     control = tuple(torch.tensor(v, dtype=torch.float64, device=y0.device) for v in (
-        rtol, atol, options.get("min_step", 0.0), options.get("max_step", math.inf), options.get("safety", 0.9),
-        options.get("ifactor", 10.0), options.get("dfactor", 0.2)))
+        rtol, atol, options.get("min_step", 0.0), options.get("max_step", math.inf),
+        options.get("safety", 0.9), options.get("ifactor", 10.0), options.get("dfactor", 0.2)))
     rtol_t, atol_t = control[:2]
+    tie = _zero_tie(y0, func)
     f0 = _evaluate(field, sign, s[0].to(y0.dtype), y0)
     if "first_step" in options:
         h = control[0].new_tensor(options["first_step"])
     else:
         h = _initial_step(lambda t, y: _evaluate(field, sign, t, y), s[0], y0, f0, rtol_t, atol_t, norm)
-    state = (s[0], y0, f0, h)
-    dense = (s[0], y0, f0, y0, h.to(y0.dtype))
+    state = (s[0] + tie, y0 + tie, f0 + tie, h + tie)
+    # (never read, as no output is interpolated before a step is accepted; fresh tensors, because a compiled
+    # step specialises on which of its inputs alias)
+    dense = (s[0] + tie, *(torch.zeros_like(y0) + tie for _ in range(3)), h.detach().to(y0.dtype) + tie)
     outputs = [y0]
     targets, t_reached = s.tolist(), float(s[0])
     for i in range(1, len(s)):
         while targets[i] > t_reached:
             if field.steps >= max_num_steps:
                 raise SolverError(f"func: more than options['max_num_steps']={max_num_steps} solver steps "
-                                  f"(t={sign * t_reached:.6g}); the problem may be stiff (an explicit method then "
-                                  f"takes many small steps). Raise max_num_steps or loosen rtol/atol.")
+                                  f"(t={sign * t_reached:.6g}); the problem may be stiff (an explicit method "
+                                  f"then takes many small steps). Raise max_num_steps or loosen rtol/atol.")
             previous = state
             state, dense, probe = attempt(func, sign, norm, state, dense, control)
             field.steps += 1
@@ -209,9 +231,9 @@ def _raise_tripped(state: tuple, sign: int) -> None:
     where = sign * float(t.detach())
     if not torch.isfinite(y).all():
         raise SolverError(f"func: the state became non-finite at t={where:.6g}.")
-    raise SolverError(f"func: step size underflow at t={where:.6g} (dt={float(h.detach()):.3g}); the solution "
-                      f"blows up, the problem is stiff, or the field returned non-finite values. Check the field "
-                      f"or loosen rtol/atol.")
+    raise SolverError(f"func: step size underflow at t={where:.6g} (dt={float(h.detach()):.3g}); the "
+                      f"solution blows up, the problem is stiff, or the field returned non-finite values. "
+                      f"Check the field or loosen rtol/atol.")
 
 
 def rk4_step(func: Callable, sign: int, t0: Tensor, t1: Tensor, y: Tensor) -> Tensor:
@@ -245,7 +267,7 @@ def _solve_rk4(field: GuardedField, func: Callable, sign: int, y0: Tensor, s: Te
     """Fixed-grid steps; an output time inside a step gets the linear interpolant of its ends."""
     grid = _fixed_grid(s, options.get("step_size"))
     times, grid_times = s.tolist(), grid.tolist()
-    outputs, j, y = [y0], 1, y0
+    outputs, j, y = [y0], 1, y0 + _zero_tie(y0, func)
     for i in range(len(grid) - 1):
         y_new = step(func, sign, grid[i], grid[i + 1], y)
         field.steps += 1
@@ -273,7 +295,7 @@ def _compiled_step(method: str) -> Callable:
 def odeint_compiled(func: Callable, y0: Tensor, t: Tensor, *, method: str = "dopri5", rtol: float = 1e-7,
                     atol: float = 1e-9, options: Optional[dict] = None, stats: Optional[SolveStats] = None,
                     compile_step: bool = False) -> Tensor:
-    """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0`` with nodelib's own stepping; return ``y`` at every time in ``t``.
+    """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0`` by nodelib's own stepping; ``y`` at every time in ``t``.
 
     The results, evaluation counts and gradients (direct backpropagation) are those of
     :func:`nodelib.odeint` with the same arguments, to rounding; bad input raises the same errors.
@@ -312,8 +334,8 @@ def odeint_compiled(func: Callable, y0: Tensor, t: Tensor, *, method: str = "dop
                          f"{config.method!r}; use nodelib.odeint for the others.")
     unsupported = sorted(set(config.options) - _SUPPORTED_OPTIONS[config.method])
     if unsupported:
-        raise ValueError(f"odeint_compiled does not support options {unsupported} of method={config.method!r}; "
-                         f"use nodelib.odeint.")
+        raise ValueError(f"odeint_compiled does not support options {unsupported} of "
+                         f"method={config.method!r}; use nodelib.odeint.")
     check_fixed_grid_length(config, t)
     check_params(list(func.parameters()) if isinstance(func, nn.Module) else [], y0, name="func.parameters()")
     field = GuardedField(func, config)
