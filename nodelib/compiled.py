@@ -285,10 +285,12 @@ _compiled: dict = {}
 
 
 def _compiled_step(method: str) -> Callable:
-    """``torch.compile`` of the method's step, built once per process; torch compiles it again for every
-    new field, shape, dtype or grad mode it meets (up to ``torch._dynamo.config.recompile_limit``)."""
+    """``torch.compile`` of the method's step into one graph, built once per process; torch compiles it
+    again for every new field, shape, dtype or grad mode it meets (up to
+    ``torch._dynamo.config.recompile_limit`` of them, then it runs the step uncompiled)."""
     if method not in _compiled:
-        _compiled[method] = torch.compile(dopri5_attempt if method == "dopri5" else rk4_step, dynamic=False)
+        _compiled[method] = torch.compile(dopri5_attempt if method == "dopri5" else rk4_step, dynamic=False,
+                                          fullgraph=True)
     return _compiled[method]
 
 
