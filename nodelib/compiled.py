@@ -27,7 +27,8 @@ from torch import Tensor, nn
 from .solve import (GuardedField, SolverConfig, SolverError, SolveStats, _time_step, check_fixed_grid_length,
                     check_func, check_output, check_params, check_solver, check_state, check_times)
 
-__all__ = ["odeint_compiled", "dopri5_step", "dopri5_attempt", "rk4_step", "COMPILED_METHODS"]
+__all__ = ["odeint_compiled", "solve_compiled", "check_compiled", "dopri5_step", "dopri5_attempt", "rk4_step",
+           "COMPILED_METHODS"]
 
 #: The methods of :func:`odeint_compiled`.
 COMPILED_METHODS = ("dopri5", "rk4")
@@ -112,8 +113,8 @@ def dopri5_attempt(func: Callable, sign: int, norm: Callable[[Tensor], Tensor], 
     Args:
         func, sign, norm: as in :func:`dopri5_step`.
         state: ``(t, y, f, h)``: the time and state reached, ``f = dy/dt`` there, the proposed step.
-        dense: ``(t_prev, y_prev, f_prev, y_mid, h_prev)``, the last accepted step's start and midpoint,
-            which with ``state`` make its dense output.
+        dense: ``(t_prev, y_prev, f_prev, y_mid, h_prev)``, the last accepted step's start, midpoint and
+            length (float64), which with ``state`` make its dense output.
         control: float64 scalars ``(rtol, atol, min_step, max_step, safety, ifactor, dfactor)``.
 
     Returns:
@@ -139,7 +140,7 @@ def dopri5_attempt(func: Callable, sign: int, norm: Callable[[Tensor], Tensor], 
 
     t_prev, y_prev, f_prev, y_mid_prev, h_prev = dense
     new_dense = (pick(t, t_prev), pick(y, y_prev), pick(f, f_prev), pick(y_mid, y_mid_prev),
-                 pick(h.to(y.dtype), h_prev))
+                 pick(h, h_prev))
     t_next = pick(t + h, t)
     probe = torch.stack([t_next.detach(), tripped.to(t.dtype)])
     return (t_next, pick(y_new, y), pick(f_new, f), h_next), new_dense, probe
@@ -205,33 +206,35 @@ def _solve_dopri5(field: GuardedField, func: Callable, sign: int, y0: Tensor, s:
     state = (s[0] + tie, y0 + tie, f0 + tie, h + tie)
     # (never read, as no output is interpolated before a step is accepted; fresh tensors, because a compiled
     # step specialises on which of its inputs alias)
-    dense = (s[0] + tie, *(torch.zeros_like(y0) + tie for _ in range(3)), h.detach().to(y0.dtype) + tie)
+    dense = (s[0] + tie, *(torch.zeros_like(y0) + tie for _ in range(3)), h.detach() + tie)
     outputs = [y0]
     targets, t_reached = s.tolist(), float(s[0])
     for i in range(1, len(s)):
         while targets[i] > t_reached:
             if field.steps >= max_num_steps:
-                raise SolverError(f"func: more than options['max_num_steps']={max_num_steps} solver steps "
-                                  f"(t={sign * t_reached:.6g}); the problem may be stiff (an explicit method "
-                                  f"then takes many small steps). Raise max_num_steps or loosen rtol/atol.")
+                raise SolverError(f"{field.what}: more than options['max_num_steps']={max_num_steps} solver "
+                                  f"steps (t={sign * t_reached:.6g}); the problem may be stiff (an explicit "
+                                  f"method then takes many small steps). Raise max_num_steps or loosen "
+                                  f"rtol/atol.")
             previous = state
             state, dense, probe = attempt(func, sign, norm, state, dense, control)
             field.steps += 1
             field.nfe += 6
             t_reached, tripped = probe.tolist()  # the one host read of a step
             if tripped:
-                _raise_tripped(previous, sign)
+                _raise_tripped(previous, sign, field.what)
         outputs.append(_dense_output(s[i], state[0], state[1], state[2], dense))
+    field.last_accepted_dt = float(dense[4].detach())  # (the adjoint's backward solve starts from it)
     return torch.stack(outputs)
 
 
-def _raise_tripped(state: tuple, sign: int) -> None:
+def _raise_tripped(state: tuple, sign: int, what: str) -> None:
     """The step guard of :class:`~nodelib.solve.GuardedField` that tripped at ``state``."""
     t, y, _, h = state
     where = sign * float(t.detach())
     if not torch.isfinite(y).all():
-        raise SolverError(f"func: the state became non-finite at t={where:.6g}.")
-    raise SolverError(f"func: step size underflow at t={where:.6g} (dt={float(h.detach()):.3g}); the "
+        raise SolverError(f"{what}: the state became non-finite at t={where:.6g}.")
+    raise SolverError(f"{what}: step size underflow at t={where:.6g} (dt={float(h.detach()):.3g}); the "
                       f"solution blows up, the problem is stiff, or the field returned non-finite values. "
                       f"Check the field or loosen rtol/atol.")
 
@@ -331,22 +334,13 @@ def odeint_compiled(func: Callable, y0: Tensor, t: Tensor, *, method: str = "dop
     check_state(y0)
     check_times(t, y0)
     config = check_solver(method, rtol, atol, options)
-    if config.method not in COMPILED_METHODS:
-        raise ValueError(f"odeint_compiled supports method={' or '.join(map(repr, COMPILED_METHODS))}, got "
-                         f"{config.method!r}; use nodelib.odeint for the others.")
-    unsupported = sorted(set(config.options) - _SUPPORTED_OPTIONS[config.method])
-    if unsupported:
-        raise ValueError(f"odeint_compiled does not support options {unsupported} of "
-                         f"method={config.method!r}; use nodelib.odeint.")
+    check_compiled(config)
     check_fixed_grid_length(config, t)
     check_params(list(func.parameters()) if isinstance(func, nn.Module) else [], y0, name="func.parameters()")
     field = GuardedField(func, config)
     time_grads = t.requires_grad and torch.is_grad_enabled()
     start = _time_step(field, t[0], y0, -1) if time_grads else y0
-    if y0.numel() == 0:
-        ys = start.unsqueeze(0).expand(len(t), *y0.shape).clone()
-    else:
-        ys = _solve(field, start, t.detach(), config, compile_step)
+    ys = solve_compiled(field, start, t.detach(), config, compile_step=compile_step)
     if time_grads:
         ys = torch.stack([y0] + [_time_step(field, t_i, y, 1) for t_i, y in zip(t[1:], ys[1:])])
     if stats is not None:
@@ -355,17 +349,38 @@ def odeint_compiled(func: Callable, y0: Tensor, t: Tensor, *, method: str = "dop
     return ys
 
 
-def _solve(field: GuardedField, y0: Tensor, t: Tensor, config: SolverConfig, compile_step: bool) -> Tensor:
-    """The solve on detached times: in solver time ``s = sign·t``, which increases, as torchdiffeq does."""
+def check_compiled(config: SolverConfig, *, prefix: str = "", caller: str = "odeint_compiled",
+                   instead: str = "nodelib.odeint") -> None:
+    """Refuse the methods and options that nodelib's own stepping does not implement (a ``ValueError``
+    naming ``caller``, and what to use ``instead``); ``prefix`` is prepended to argument names."""
+    if config.method not in COMPILED_METHODS:
+        raise ValueError(f"{caller} supports {prefix}method={' or '.join(map(repr, COMPILED_METHODS))}, got "
+                         f"{config.method!r}; use {instead} for the others.")
+    unsupported = sorted(set(config.options) - _SUPPORTED_OPTIONS[config.method])
+    if unsupported:
+        raise ValueError(f"{caller} does not support {prefix}options {unsupported} of "
+                         f"{prefix}method={config.method!r}; use {instead}.")
+
+
+def solve_compiled(field: GuardedField, y0: Tensor, t: Tensor, config: SolverConfig,
+                   options: Optional[dict] = None, *, compile_step: bool = True) -> Tensor:
+    """:func:`nodelib.solve.solve` by nodelib's own stepping: the same solution, counts and guards.
+
+    ``t`` is detached; ``options`` overrides ``config.options`` (``config`` passed
+    :func:`check_compiled`). Sets ``field.last_accepted_dt`` as torchdiffeq's step callback does.
+    With ``compile_step``, each step runs through ``torch.compile`` (see :func:`odeint_compiled`)."""
+    if y0.numel() == 0:
+        return y0.unsqueeze(0).expand(len(t), *y0.shape).clone()
+    options = {**config.options, **(options or {})}
     sign = 1 if bool(t[1] > t[0]) else -1
     s = sign * t
     step = _compiled_step(config.method) if compile_step else (
         dopri5_attempt if config.method == "dopri5" else rk4_step)
     if config.method == "dopri5":
         ys = _solve_dopri5(field, field.func, sign, y0, s.to(torch.float64), config.rtol, config.atol,
-                           config.options, config.max_num_steps, step)
+                           options, config.max_num_steps, step)
     else:
-        ys = _solve_rk4(field, field.func, sign, y0, s, config.options, step)
+        ys = _solve_rk4(field, field.func, sign, y0, s, options, step)
     if not torch.isfinite(ys[-1]).all():
-        raise SolverError(f"func: the solution is not finite at t={float(t[-1]):.6g}.")
+        raise SolverError(f"{field.what}: the solution is not finite at t={float(t[-1]):.6g}.")
     return ys
