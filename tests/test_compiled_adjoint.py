@@ -69,9 +69,10 @@ def test_the_compiled_step_gives_the_eager_gradients():
     assert our_stats == their_stats
 
 
-@pytest.mark.parametrize("kwargs", [dict(rtol=-1.0), dict(method="dopri9"), dict(options=dict(step_size=0.1)),
-                                    dict(adjoint_options=dict(norm="euclid")), dict(checkpoints=-1),
-                                    dict(adjoint_params=[torch.ones(2)]), dict(t=torch.tensor([0.0, 1.0, 0.5]))])
+@pytest.mark.parametrize("kwargs", [
+    dict(rtol=-1.0), dict(method="dopri9"), dict(options=dict(step_size=0.1)),
+    dict(adjoint_options=dict(norm="euclid")), dict(checkpoints=-1), dict(adjoint_params=[torch.ones(2)]),
+    dict(t=torch.tensor([0.0, 1.0, 0.5]))])
 def test_bad_input_raises_the_default_adjoints_error(mlp, kwargs):
     kwargs = dict(dict(t=torch.tensor([0.0, 1.0])), **kwargs)
     with pytest.raises((TypeError, ValueError)) as expected:
