@@ -30,10 +30,11 @@ import torch
 from torch import Tensor, nn
 
 from ._state import TupleState
+from .compiled import check_compiled, solve_compiled
 from .solve import (GuardedField, SolveStats, SolverConfig, _tuple_norm, check_fixed_grid_length, check_func,
                     check_output, check_params, check_solver, check_state, check_times, solve)
 
-__all__ = ["odeint_adjoint", "AugmentedDynamics"]
+__all__ = ["odeint_adjoint", "AugmentedDynamics", "FunctionalAugmentedDynamics"]
 
 Norm = Union[str, Callable[[Tensor, Tensor, Tensor], Tensor], None]
 
@@ -130,6 +131,58 @@ class AugmentedDynamics:
         return torch.cat([fz.reshape(-1)] + [g.reshape(-1) for g in vjps])
 
 
+class FunctionalAugmentedDynamics(AugmentedDynamics):
+    """:class:`AugmentedDynamics` by ``torch.func``, which ``torch.compile`` traces into the step's graph.
+
+    The same right-hand side ``(f, -a_z ∂f/∂z, -a_z ∂f/∂θ)``, its vector-Jacobian product taken by
+    ``torch.func.vjp`` over ``torch.func.functional_call`` rather than by ``torch.autograd.grad`` (which
+    ``torch.compile`` cannot put in a graph). ``θ`` must therefore be parameters of ``func``, an
+    ``nn.Module`` (or empty), and the products cannot be differentiated once more.
+
+    Example:
+        >>> import torch, nodelib
+        >>> from nodelib.adjoint import FunctionalAugmentedDynamics
+        >>> field = nodelib.MLPField(2, hidden=(8,))
+        >>> params, q = list(field.parameters()), torch.randn(2 * 6 + 50)
+        >>> functional = FunctionalAugmentedDynamics(field, params, torch.Size([3, 2]))
+        >>> reference = nodelib.AugmentedDynamics(field, params, torch.Size([3, 2]))
+        >>> torch.allclose(functional(torch.tensor(0.0), q), reference(torch.tensor(0.0), q), atol=1e-6)
+        True
+    """
+
+    def __init__(self, func: Callable, params: Sequence[Tensor], shape: torch.Size):
+        super().__init__(func, params, shape)
+        self.names = parameter_names(func, self.params)
+
+    def __call__(self, t: Tensor, q: Tensor) -> Tensor:
+        z, a, _ = self.unpack(q)
+
+        def field(z: Tensor, params: dict) -> Tensor:
+            return torch.func.functional_call(self.func, params, (t, z)) if params else self.func(t, z)
+
+        fz, pullback = torch.func.vjp(field, z, dict(zip(self.names, self.params)))
+        g_z, g_params = pullback(-a)
+        blocks = [fz, g_z] + [g_params[name] for name in self.names]
+        return torch.cat([block.reshape(-1) for block in blocks])
+
+
+def parameter_names(func: Callable, params: Sequence[Tensor]) -> tuple:
+    """The names of ``params`` among ``func``'s parameters and buffers, for ``torch.func.functional_call``;
+    a ``ValueError`` if one of them is not there."""
+    named = dict(func.named_parameters(remove_duplicate=False), **dict(func.named_buffers())) \
+        if isinstance(func, nn.Module) else {}
+    by_id = {}
+    for name, tensor in named.items():
+        by_id.setdefault(id(tensor), name)
+    missing = [i for i, p in enumerate(params) if id(p) not in by_id]
+    if missing:
+        raise ValueError(f"odeint_adjoint(compiled=...) differentiates by torch.func.functional_call, so "
+                         f"every adjoint parameter must be a parameter or buffer of func (an nn.Module); "
+                         f"adjoint_params{missing} {'is' if len(missing) == 1 else 'are'} not. "
+                         f"Use compiled=False.")
+    return tuple(by_id[id(p)] for p in params)
+
+
 def _norm_form(norm: Callable) -> str:
     """``"blocks"`` for nodelib's ``norm(e_z, e_a, e_θ)``, ``"tuple"`` for torchdiffeq's ``norm(tensors)``."""
     try:
@@ -181,7 +234,7 @@ class _AdjointProblem:
     """Everything the autograd function needs besides its tensor inputs."""
 
     def __init__(self, func, params, state_shapes: List[torch.Size], forward: SolverConfig, backward: SolverConfig,
-                 backward_norm: Norm, grid: Tensor, stats: Optional[SolveStats]):
+                 backward_norm: Norm, grid: Tensor, stats: Optional[SolveStats], compiled: Union[bool, str]):
         self.func = func
         self.params = params
         self.state_shapes = state_shapes
@@ -190,7 +243,16 @@ class _AdjointProblem:
         self.backward_norm = backward_norm
         self.grid = grid
         self.stats = stats
+        self.compiled = compiled
         self.forward_step: Optional[float] = None
+
+    def solve(self, field: GuardedField, y0: Tensor, t: Tensor, config: SolverConfig,
+              options: Optional[dict] = None) -> Tensor:
+        """One solve: torchdiffeq's (the default) or nodelib's own stepping, its step compiled unless
+        ``compiled == "eager"``."""
+        if not self.compiled:
+            return solve(field, y0, t, config, options)
+        return solve_compiled(field, y0, t.detach(), config, options, compile_step=self.compiled is True)
 
     def count(self, field: GuardedField, direction: str) -> None:
         if self.stats is not None:
@@ -205,7 +267,7 @@ class _AdjointSolve(torch.autograd.Function):
     def forward(ctx, problem: _AdjointProblem, y0: Tensor, t: Tensor, *params: Tensor) -> Tensor:
         field = GuardedField(problem.func, problem.forward)
         with torch.no_grad():
-            states = solve(field, y0, problem.grid, problem.forward)
+            states = problem.solve(field, y0, problem.grid, problem.forward)
         problem.count(field, "forward")
         problem.forward_step = field.last_accepted_dt
         ctx.problem = problem
@@ -224,8 +286,13 @@ class _AdjointSolve(torch.autograd.Function):
             raise RuntimeError("odeint_adjoint: second derivatives (create_graph=True) record the backward solve, "
                                "but adjoint_method='scipy_solver' runs outside autograd; pick a torchdiffeq method "
                                "for the backward solve (adjoint_method=...).")
+        if differentiable and problem.compiled:
+            raise RuntimeError("odeint_adjoint: second derivatives (create_graph=True) record the backward "
+                               "solve, which compiled=... does not support (its vector-Jacobian products are "
+                               "taken by torch.func); use compiled=False.")
         shape = states.shape[1:]
-        dynamics = AugmentedDynamics(problem.func, params, shape, differentiable=differentiable)
+        dynamics = (FunctionalAugmentedDynamics(problem.func, params, shape) if problem.compiled
+                    else AugmentedDynamics(problem.func, params, shape, differentiable=differentiable))
         norm = _make_norm(problem.backward_norm, problem.state_shapes, [p.shape for p in params])
         field = GuardedField(dynamics, config, what="adjoint backward solve")
         carry_step = config.adaptive and "first_step" not in config.options
@@ -252,7 +319,7 @@ class _AdjointSolve(torch.autograd.Function):
                     options["first_step"] = min(step, length * (1 + 1e-6))
                 steps_before = field.steps
                 q = dynamics.pack(states[j], a_z, a_theta)
-                q = solve(field, q, grid[j - 1:j + 1].flip(0), config, options)[1]
+                q = problem.solve(field, q, grid[j - 1:j + 1].flip(0), config, options)[1]
                 _, a_z, a_theta = dynamics.unpack(q)
                 if step is None or field.steps - steps_before > 1:
                     step = field.last_accepted_dt  # else one step, capped by the interval: keep the larger one
@@ -317,7 +384,8 @@ def odeint_adjoint(func: Callable, y0: Union[Tensor, Tuple[Tensor, ...]], t: Ten
                    adjoint_rtol: Optional[float] = None, adjoint_atol: Optional[float] = None,
                    adjoint_method: Optional[str] = None, adjoint_options: Optional[dict] = None,
                    adjoint_params: Union[Tensor, Sequence[Tensor], None] = None, checkpoints: int = 0,
-                   stats: Optional[SolveStats] = None) -> Union[Tensor, Tuple[Tensor, ...]]:
+                   stats: Optional[SolveStats] = None, compiled: Union[bool, str] = False
+                   ) -> Union[Tensor, Tuple[Tensor, ...]]:
     """Solve ``dy/dt = func(t, y)`` and differentiate by the adjoint method (Theorem 1).
 
     Same calling convention as ``torchdiffeq.odeint_adjoint``, so the two swap in one line;
@@ -347,6 +415,12 @@ def odeint_adjoint(func: Callable, y0: Union[Tensor, Tuple[Tensor, ...]], t: Ten
             the backward solve restarts its reconstruction of ``z`` from each of them, which bounds
             the error of reverse-time reconstruction (memory grows by one state per checkpoint).
         stats: a :class:`~nodelib.SolveStats` to which forward and backward counts are added.
+        compiled: opt in to nodelib's own stepping (:func:`nodelib.compiled.solve_compiled`) for both
+            solves, each step one graph compiled by ``torch.compile``, in the backward solve with the
+            augmented dynamics inside it (:class:`FunctionalAugmentedDynamics`); ``"eager"`` takes the same steps
+            without compiling them. Same results, counts and errors as the default, to rounding; the
+            first call per shape pays for the compilation. Methods ``dopri5`` and ``rk4`` only, tensor
+            states, parameters of ``func`` only, and no second derivatives.
 
     Returns:
         A tensor of shape ``(len(t), *y0.shape)`` (a tuple of them for a tuple state),
@@ -375,10 +449,15 @@ def odeint_adjoint(func: Callable, y0: Union[Tensor, Tuple[Tensor, ...]], t: Ten
     else:  # one tensor is one parameter (torchdiffeq would iterate over its rows, silently)
         adjoint_params = (adjoint_params,) if isinstance(adjoint_params, Tensor) else tuple(adjoint_params)
         params_name = "adjoint_params"
+    if compiled not in (False, True, "eager") or isinstance(compiled, int) and not isinstance(compiled, bool):
+        raise ValueError(f"compiled must be False, True or 'eager', got {compiled!r}.")
     solver = dict(rtol=rtol, atol=atol, method=method, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
                   adjoint_method=adjoint_method, adjoint_options=adjoint_options, checkpoints=checkpoints,
-                  stats=stats)
+                  stats=stats, compiled=compiled)
     if isinstance(y0, tuple):
+        if compiled:
+            raise TypeError("odeint_adjoint(compiled=...) takes a tensor state; solve tuple states with "
+                            "compiled=False.")
         state = TupleState(y0)
         ys = _odeint_adjoint(state.wrap(func), state.flatten(y0), t, adjoint_params, params_name, state.shapes,
                              options=_tuple_norm(options, state, method), **solver)
@@ -398,7 +477,7 @@ def _refuse_function_transforms() -> None:
 
 def _odeint_adjoint(func: Callable, y0: Tensor, t: Tensor, adjoint_params: tuple, params_name: str,
                     state_shapes: Optional[List[torch.Size]], *, rtol, atol, method, options, adjoint_rtol,
-                    adjoint_atol, adjoint_method, adjoint_options, checkpoints, stats) -> Tensor:
+                    adjoint_atol, adjoint_method, adjoint_options, checkpoints, stats, compiled) -> Tensor:
     """:func:`odeint_adjoint` on a tensor state, after its arguments are normalised."""
     check_state(y0)
     check_times(t, y0)
@@ -429,9 +508,15 @@ def _odeint_adjoint(func: Callable, y0: Tensor, t: Tensor, adjoint_params: tuple
     check_fixed_grid_length(backward, t, prefix="adjoint_")
     if isinstance(checkpoints, bool) or not isinstance(checkpoints, int) or checkpoints < 0:
         raise ValueError(f"checkpoints must be a non-negative int, got {checkpoints!r}.")
+    if compiled:
+        caller = "odeint_adjoint(compiled=...)"
+        check_compiled(forward, caller=caller, instead="compiled=False")
+        check_compiled(backward, prefix="adjoint_", caller=caller, instead="compiled=False")
+        parameter_names(func, params)
 
     grid = _time_grid(t, checkpoints, forward)
-    problem = _AdjointProblem(func, params, state_shapes, forward, backward, backward_norm, grid, stats)
+    problem = _AdjointProblem(func, params, state_shapes, forward, backward, backward_norm, grid, stats,
+                              compiled)
     states = _AdjointSolve.apply(problem, y0, t, *params)
     if len(grid) == len(t):
         return states

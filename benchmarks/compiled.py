@@ -1,0 +1,218 @@
+"""GitHub issue 24's MLP problem, forward + backward: nodelib default, nodelib compiled, torchdiffeq, diffrax.
+
+    python benchmarks/compiled.py [--repeats 15]
+
+The problem: ``nodelib.MLPField(2, hidden=(64, 64))`` (tanh, input ``[z, t]``), batch 512, t in [0, 1],
+float32, dopri5 at rtol = atol = 1e-5, forward and backward of a squared-error loss on ``z(1)``, one thread.
+
+Three worker processes solve it, each with the same weights, ``y0`` and target (a ``.npz`` file):
+
+* PyTorch (this file, ``--worker``): ``nodelib.odeint_adjoint`` (the default path), ``odeint_adjoint(...,
+  compiled=True)`` and ``torchdiffeq.odeint_adjoint``;
+* PyTorch with inductor calling ATen's ``tanh`` (``--worker --tanh-fallback``; a process-wide setting, see
+  ``benchmarks/compiled-notes.md``): ``odeint_adjoint(..., compiled=True)`` only;
+* JAX (``benchmarks/compiled_jax.py``, in ``benchmarks/.venv-jax``, which this script creates with
+  ``python -m venv`` and ``pip install jax diffrax equinox optax``): diffrax's ``BacksolveAdjoint`` and
+  ``RecursiveCheckpointAdjoint``, jit-compiled.
+
+Each worker compiles and warms up first (compile times are reported), writes its ``z(1)`` and gradients,
+then waits. The workers then take turns, one computing at a time: a round asks each for one timed call of
+each of its variants. Reported: medians over the rounds of the process CPU time and the wall time (ms),
+ratios to diffrax's ``BacksolveAdjoint``, and the agreement of ``z(1)`` and of the gradients across sides.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".venv-jax"
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+TOLERANCE = dict(rtol=1e-5, atol=1e-5)
+REFERENCE = "diffrax BacksolveAdjoint"
+
+
+def jax_python() -> Path:
+    """The virtual environment's interpreter, after creating the environment if it is missing."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    check = subprocess.run([str(python), "-c", "import jax, diffrax, equinox, optax"], capture_output=True)
+    if check.returncode:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "jax", "diffrax", "equinox", "optax"],
+                       check=True)
+    return python
+
+
+def write_problem(path: Path) -> None:
+    """The weights of a seeded ``MLPField(2, hidden=(64, 64))``, ``y0`` and the target, float32."""
+    import torch
+
+    import nodelib
+    torch.manual_seed(0)
+    field = nodelib.MLPField(2, hidden=(64, 64))
+    layers = [m for m in field.net if isinstance(m, torch.nn.Linear)]
+    arrays = {f"{kind}{i}": getattr(layer, name).detach().numpy()
+              for i, layer in enumerate(layers) for kind, name in (("w", "weight"), ("b", "bias"))}
+    np.savez(path, y0=torch.randn(512, 2).numpy(), target=torch.randn(512, 2).numpy(), **arrays)
+
+
+# ----------------------------------------------------------------------------- the PyTorch worker
+
+def _torch_worker(problem_path: str, results_path: str, tanh_fallback: bool) -> None:
+    """Load the problem, warm up (compile) each variant, write ``z(1)`` and gradients, then answer ``run``."""
+    import torch
+    import torchdiffeq
+
+    import nodelib
+    if tanh_fallback:
+        from torch._inductor.lowering import make_fallback
+        make_fallback(torch.ops.aten.tanh, warn=False)
+    torch.set_num_threads(1)
+    problem = np.load(problem_path)
+    field = nodelib.MLPField(2, hidden=(64, 64))
+    with torch.no_grad():
+        for i, layer in enumerate(m for m in field.net if isinstance(m, torch.nn.Linear)):
+            layer.weight.copy_(torch.from_numpy(problem[f"w{i}"]))
+            layer.bias.copy_(torch.from_numpy(problem[f"b{i}"]))
+    y0, target = torch.from_numpy(problem["y0"]), torch.from_numpy(problem["target"])
+    t = torch.tensor([0.0, 1.0])
+    if tanh_fallback:
+        variants = {"nodelib compiled, tanh fallback": dict(compiled=True)}
+    else:
+        variants = {"nodelib default": dict(compiled=False), "nodelib compiled": dict(compiled=True),
+                    "torchdiffeq": None}
+
+    def step(kwargs, stats=None):
+        if kwargs is None:
+            z1 = torchdiffeq.odeint_adjoint(field, y0, t, method="dopri5", **TOLERANCE)[-1]
+        else:
+            z1 = nodelib.odeint_adjoint(field, y0, t, stats=stats, **TOLERANCE, **kwargs)[-1]
+        ((z1 - target) ** 2).mean().backward()
+        grads = torch.cat([p.grad.reshape(-1) for p in field.parameters()])
+        field.zero_grad(set_to_none=True)
+        return grads
+
+    compile_s, counts, grads = {}, {}, {}
+    for name, kwargs in variants.items():
+        start = time.perf_counter()
+        step(kwargs)
+        first = time.perf_counter() - start
+        start, stats = time.perf_counter(), nodelib.SolveStats()
+        grads[f"grad {name}"] = step(kwargs, stats).numpy()
+        compile_s[name] = first - (time.perf_counter() - start)
+        counts[name] = [stats.nfe_forward, stats.nfe_backward] if kwargs is not None else None
+    with torch.no_grad():
+        z1 = nodelib.odeint(field, y0, t, **TOLERANCE)[-1]
+    np.savez(results_path, z1=z1.numpy(), **grads)
+    print("@@ " + json.dumps({"compile_s": compile_s, "nfe": counts, "torch": torch.__version__,
+                              "torchdiffeq": torchdiffeq.__version__}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        times = {}
+        for name, kwargs in variants.items():
+            cpu, wall = time.process_time(), time.perf_counter()
+            step(kwargs)
+            times[name] = [time.process_time() - cpu, time.perf_counter() - wall]
+        print("@@ " + json.dumps(times), flush=True)
+
+
+# ----------------------------------------------------------------------------- the driver
+
+class Worker:
+    """A worker process that speaks the ``@@ {json}`` protocol on stdout and takes ``run`` on stdin."""
+
+    def __init__(self, command: list, env: dict):
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env=env, cwd=HERE.parent)
+        self.info = self.read()
+
+    def read(self) -> dict:
+        for line in self.process.stdout:
+            if line.startswith("@@ "):
+                return json.loads(line[3:])
+        raise RuntimeError(f"worker {self.process.args} ended with status {self.process.wait()}")
+
+    def run(self) -> dict:
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        self.process.stdin.write("quit\n")
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b.astype(np.float64)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--worker", nargs=2, metavar=("PROBLEM", "RESULTS"), help=argparse.SUPPRESS)
+    parser.add_argument("--tanh-fallback", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _torch_worker(*args.worker, args.tanh_fallback)
+        return
+    python, scratch = jax_python(), Path(tempfile.mkdtemp(prefix="compiled-bench-"))
+    write_problem(scratch / "problem.npz")
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(HERE.parent)}
+    workers = {}
+    for key, command in (("torch", [sys.executable, __file__, "--worker"]),
+                         ("fallback", [sys.executable, __file__, "--tanh-fallback", "--worker"]),
+                         ("jax", [str(python), str(HERE / "compiled_jax.py")])):
+        cache = {"TORCHINDUCTOR_CACHE_DIR": str(scratch / f"inductor-{key}")}  # a first compile, per worker
+        workers[key] = Worker(command + [str(scratch / "problem.npz"), str(scratch / f"{key}.npz")],
+                              {**env, **cache})
+        print(f"{key} ready: {json.dumps(workers[key].info)}", flush=True)
+    runs: dict = {}
+    for _ in range(args.repeats):
+        for worker in workers.values():
+            for name, value in worker.run().items():
+                runs.setdefault(name, []).append(value)
+    for worker in workers.values():
+        worker.close()
+
+    results = {key: np.load(scratch / f"{key}.npz") for key in workers}
+    info = {key: worker.info for key, worker in workers.items()}
+    cpu = {name: statistics.median(v[0] for v in values) * 1e3 for name, values in runs.items()}
+    wall = {name: statistics.median(v[1] for v in values) * 1e3 for name, values in runs.items()}
+    compile_s = {**info["torch"]["compile_s"], **info["fallback"]["compile_s"], **info["jax"]["compile_s"]}
+    nfe = {**info["torch"]["nfe"], **info["fallback"]["nfe"]}
+    print(f"\ntorch {info['torch']['torch']}, torchdiffeq {info['torch']['torchdiffeq']}, "
+          f"jax {info['jax']['jax']}, diffrax {info['jax']['diffrax']}; float32, batch 512, "
+          f"dopri5 rtol = atol = 1e-5, one thread; median of {args.repeats} alternating rounds\n")
+    print(f"| solver | CPU ms | wall ms | CPU / {REFERENCE} | NFE fwd, bwd | compile s |\n"
+          f"|---|---|---|---|---|---|")
+    for name in cpu:
+        counts = nfe.get(name)
+        print(f"| {name} | {cpu[name]:.2f} | {wall[name]:.2f} | {cpu[name] / cpu[REFERENCE]:.2f} | "
+              f"{'%d, %d' % tuple(counts) if counts else '-'} | {compile_s[name]:.1f} |")
+    z1 = results["torch"]["z1"]
+    reference_grad = results["torch"]["grad nodelib default"]
+    print(f"\ndiffrax forward steps: {info['jax']['steps_forward']}")
+    print(f"z(1), diffrax against nodelib.odeint: relative difference {_rel(results['jax']['z1'], z1):.1e}")
+    for key in workers:
+        for name in results[key].files:
+            if name.startswith("grad ") and name != "grad nodelib default":
+                print(f"gradient, {name[5:]} against nodelib default: relative difference "
+                      f"{_rel(results[key][name], reference_grad):.1e}")
+    assert _rel(results["jax"]["z1"], z1) < 1e-4, "the two sides do not solve the same problem"
+
+
+if __name__ == "__main__":
+    main()
