@@ -1,6 +1,7 @@
 """A self-stepping solver: torchdiffeq's ``dopri5`` and ``rk4`` a step at a time, for ``torch.compile``.
 
-:func:`odeint_compiled` is the opt-in alternative to :func:`nodelib.odeint` (GitHub issue 24). It
+:func:`odeint_compiled` is the opt-in alternative to :func:`nodelib.odeint`, and
+``odeint_adjoint(..., compiled=True)`` the adjoint method's. It
 takes the same steps as torchdiffeq 0.2.5 (the same initial step size, the same accepted and
 rejected steps, the same evaluations of ``func``, the same interpolation at the output times), so
 that its results equal the default path's to rounding; but the stepping is nodelib's own code, and
