@@ -146,7 +146,8 @@ class FunctionalAugmentedDynamics(AugmentedDynamics):
         >>> params, q = list(field.parameters()), torch.randn(2 * 6 + 50)
         >>> functional = FunctionalAugmentedDynamics(field, params, torch.Size([3, 2]))
         >>> reference = nodelib.AugmentedDynamics(field, params, torch.Size([3, 2]))
-        >>> torch.allclose(functional(torch.tensor(0.0), q), reference(torch.tensor(0.0), q), atol=1e-6)
+        >>> t = torch.tensor(0.0)
+        >>> torch.allclose(functional(t, q), reference(t, q), atol=1e-6)
         True
     """
 
