@@ -25,8 +25,8 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from .solve import (GuardedField, SolverConfig, SolverError, SolveStats, _time_step, check_fixed_grid_length,
-                    check_func, check_output, check_params, check_solver, check_state, check_times)
+from .solve import (GuardedField, SolverConfig, SolverError, SolveStats, check_fixed_grid_length, check_func,
+                    check_output, check_params, check_solver, check_state, check_times, solve_with_time_gradients)
 
 __all__ = ["odeint_compiled", "solve_compiled", "check_compiled", "dopri5_step", "dopri5_attempt", "rk4_step",
            "COMPILED_METHODS"]
@@ -339,15 +339,10 @@ def odeint_compiled(func: Callable, y0: Tensor, t: Tensor, *, method: str = "dop
     check_fixed_grid_length(config, t)
     check_params(list(func.parameters()) if isinstance(func, nn.Module) else [], y0, name="func.parameters()")
     field = GuardedField(func, config)
-    time_grads = t.requires_grad and torch.is_grad_enabled()
-    start = _time_step(field, t[0], y0, -1) if time_grads else y0
-    ys = solve_compiled(field, start, t.detach(), config, compile_step=compile_step)
-    if time_grads:
-        ys = torch.stack([y0] + [_time_step(field, t_i, y, 1) for t_i, y in zip(t[1:], ys[1:])])
-    if stats is not None:
-        stats.nfe_forward += field.nfe
-        stats.steps_forward += field.steps
-    return ys
+    def run(start: Tensor, times: Tensor) -> Tensor:
+        return solve_compiled(field, start, times, config, compile_step=compile_step)
+
+    return solve_with_time_gradients(field, y0, t, run, stats)
 
 
 def check_compiled(config: SolverConfig, *, prefix: str = "", caller: str = "odeint_compiled",

@@ -414,17 +414,28 @@ def odeint(func: Callable, y0: Union[Tensor, Tuple[Tensor, ...]], t: Tensor, *, 
     params = list(func.parameters()) if isinstance(func, nn.Module) else []
     check_params(params, y0, name="func.parameters()")
     field = GuardedField(func, config)
-    time_grads = t.requires_grad and torch.is_grad_enabled()
     if config.scipy and torch.is_grad_enabled() and (
             y0.requires_grad or t.requires_grad or any(p.requires_grad for p in params)):
         raise ValueError("method='scipy_solver' runs outside autograd, so its solution cannot be differentiated "
                          "by direct backpropagation; use nodelib.odeint_adjoint, or call odeint under "
                          "torch.no_grad() for values only.")
-    # Time gradients: the solve runs on t held constant, and each time t_i enters through a midpoint
-    # step of length δ_i = t_i - t_i (zero, with derivative 1): the values stay, and the first and
-    # second derivatives in t_i are those of the exact flow (eq. (time-gradients) and its derivative).
+    return solve_with_time_gradients(field, y0, t, lambda start, times: solve(field, start, times, config),
+                                     stats)
+
+
+def solve_with_time_gradients(field: GuardedField, y0: Tensor, t: Tensor,
+                              run: Callable[[Tensor, Tensor], Tensor], stats: Optional[SolveStats]) -> Tensor:
+    """``run(y0, t)`` (a solve on times that carry no gradient), made differentiable in ``t`` when
+    ``t`` requires a gradient, with its evaluations and steps added to ``stats``.
+
+    Time gradients: the solve runs on ``t`` held constant, and each time ``t_i`` enters through a
+    midpoint step of length ``δ_i = t_i - t_i`` (zero, with derivative 1): the values stay, and the
+    first and second derivatives in ``t_i`` are those of the exact flow (eq. (time-gradients) and
+    its derivative).
+    """
+    time_grads = t.requires_grad and torch.is_grad_enabled()
     start = _time_step(field, t[0], y0, -1) if time_grads else y0
-    ys = solve(field, start, t.detach(), config)
+    ys = run(start, t.detach())
     if time_grads:
         ys = torch.stack([y0] + [_time_step(field, t_i, y, 1) for t_i, y in zip(t[1:], ys[1:])])
     if stats is not None:
