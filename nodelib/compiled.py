@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from .solve import (GuardedField, SolverConfig, SolverError, SolveStats, check_fixed_grid_length, check_func,
-                    check_output, check_params, check_solver, check_state, check_times, solve_with_time_gradients)
+                    check_output, check_params, check_solver, check_state, check_times,
+                    solve_with_time_gradients)
 
 __all__ = ["odeint_compiled", "solve_compiled", "check_compiled", "dopri5_step", "dopri5_attempt", "rk4_step",
            "COMPILED_METHODS"]
