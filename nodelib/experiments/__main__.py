@@ -71,14 +71,8 @@ def parser() -> argparse.ArgumentParser:
                    help="override every fit's number of iterations (smoke runs)")
     d.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu, which trains these 2D "
                    "flows faster than a GPU: benchmarks/README.md)")
-    d.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (1 is fastest for quick)")
-    d.add_argument("--budget-s", type=float, default=None,
-                   help="stop after a checkpoint once this many seconds have passed (rerun to resume)")
-    d.add_argument("--quiet", action="store_true", help="print one line per model, not the fits' progress")
-    d.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a field of the preset (nodelib.experiments.density.DensityPreset), e.g. "
-                        "--set kl_eval_samples=1000 --set hidden='(16, 16)', or train the CNFs regularised "
-                        "with --set kinetic_weight=0.05; repeatable")
+    _fit_options(d, "density.DensityPreset", "--set kl_eval_samples=1000 --set hidden='(16, 16)', or train "
+                                             "the CNFs regularised with --set kinetic_weight=0.05")
     lt = sub.add_parser("latent", help="Table 2: latent ODE against two RNNs on spirals",
                         description="Train the latent ODE and the two RNNs of Table 2 on bi-directional spirals "
                                     "for each number of observations; write OUT/results.json.")
@@ -87,14 +81,20 @@ def parser() -> argparse.ArgumentParser:
     lt.add_argument("--out", required=True, help="folder for results.json and checkpoints/ (rerun to resume)")
     lt.add_argument("--models", default=",".join(latent.MODELS),
                     help=f"comma-separated subset of {','.join(latent.MODELS)}")
-    lt.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (1 is fastest)")
-    lt.add_argument("--budget-s", type=float, default=None,
-                    help="stop after a checkpoint once this many seconds have passed (rerun to resume)")
-    lt.add_argument("--quiet", action="store_true", help="print one line per model, not the fits' progress")
-    lt.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="override a field of the preset (nodelib.experiments.latent.LatentPreset), e.g. "
-                         "--set iterations=5000 --set observations='(30,)'; repeatable")
+    _fit_options(lt, "latent.LatentPreset", "--set iterations=5000 --set observations='(30,)'")
     return p
+
+
+def _fit_options(parser: argparse.ArgumentParser, preset: str, example: str) -> None:
+    """The options that the density and latent experiments share: threads, a time budget, quiet
+    progress and ``--set`` overrides of a field of ``nodelib.experiments.<preset>``."""
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (1 is fastest)")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="stop after a checkpoint once this many seconds have passed (rerun to resume)")
+    parser.add_argument("--quiet", action="store_true", help="print one line per model, not the fits' progress")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help=f"override a field of the preset (nodelib.experiments.{preset}), e.g. {example}; "
+                             f"repeatable")
 
 
 def _overrides(items: Sequence[str]) -> dict:
