@@ -1,13 +1,15 @@
 """Side-by-side measurements of adjoint implementations (chapter "Faster and more accurate adjoints").
 
 Used by ``benchmarks/adjoint.py`` (the recorded table in ``benchmarks/README.md``) and by the chapter.
-Every solver runs on the same field, initial state, times and loss, in one process, in alternating
+:func:`count_operations` counts the tensor operations a computation dispatches, for the chapter's
+section on where a solve's time goes. Every solver runs on the same field, initial state, times and loss, in one process, in alternating
 order; the table reports NFE, median forward+backward wall time, memory kept for the backward pass,
 the gradient's relative error against the exact gradient (direct backprop through dopri5 at
 tolerance 1e-12 in float64), and the time ratio to a reference solver.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import statistics
 import time
@@ -16,11 +18,12 @@ from typing import Callable, Dict, List, Sequence
 import torch
 import torchdiffeq
 from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .dynamics import MLPField
 from .memory import kept_for_backward
 
-__all__ = ["Problem", "Row", "standard_problems", "compare", "markdown_table"]
+__all__ = ["Problem", "Row", "standard_problems", "compare", "markdown_table", "count_operations"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,3 +162,38 @@ def markdown_table(rows: Sequence[Row], *, reference: str) -> str:
         lines.append(f"| {r.problem} | {r.solver} | {r.nfe_forward} / {r.nfe_backward} | {r.seconds:.3f} | "
                      f"{r.kept_bytes / 2 ** 20:.3f} | {r.grad_error:.1e} | {r.time_ratio:.2f} |")
     return "\n".join(lines)
+
+
+class _OperationCounter(TorchDispatchMode):
+    """Counts every ATen operator call that reaches the dispatcher below autograd."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts: collections.Counter = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_operations(fn: Callable[[], object]) -> collections.Counter:
+    """Run ``fn()`` and count the tensor operations it dispatches, by ATen operator name.
+
+    Every call that reaches PyTorch's kernels is counted once: the forward computation's and, when
+    ``fn`` calls ``backward`` or ``torch.autograd.grad``, the backward pass's. Composite
+    operations are counted as the kernels they run (``nn.Linear`` as ``addmm``, or ``t`` and
+    ``addmm``). The counts are exact and repeatable, unlike times.
+
+    Example:
+        >>> import torch
+        >>> from nodelib.benchmark import count_operations
+        >>> x = torch.ones(3, requires_grad=True)
+        >>> counts = count_operations(lambda: (x * x).sum().backward())
+        >>> counts["aten.mul"] >= 1, counts["aten.sum"]
+        (True, 1)
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable taking no arguments, got {type(fn).__name__}.")
+    with _OperationCounter() as counter:
+        fn()
+    return counter.counts
