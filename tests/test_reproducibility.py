@@ -59,6 +59,10 @@ def test_describe_and_training_time_on_synthetic_runs(tmp_path):
     assert describe(benchmark) == ("Regularised dynamics: one CNF trained with (kinetic 0.05, Jacobian 0.1) and "
                                    "without penalties, side by side, on two moons, pinwheel")
     assert training_seconds(benchmark) == 6.5
+    breakdown = {"experiment": "adjoint-breakdown", "status": "complete",
+                 "config": {"method": "dopri5", "rtol": 1e-5, "batch": 512, "repeats": 21}}
+    assert describe(breakdown) == ("Where the adjoint's time goes: field, vector-Jacobian products and the rest, "
+                                   "dopri5 at 1e-5, batch 512, medians of 21 runs")
     for name, results in (("a", mnist), ("b", density)):
         (tmp_path / name).mkdir()
         provenance = {"device": "cpu", "device_name": "CPU X", "cpu_threads": 2, "python": "3.11", "torch": "2",

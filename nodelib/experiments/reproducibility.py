@@ -72,6 +72,10 @@ def describe(results: dict) -> str:
         datasets = ", ".join(d.replace("_", " ") for d in config.get("datasets", []))
         return (f"Regularised dynamics: one CNF trained with (kinetic {config.get('kinetic_weight'):g}, "
                 f"Jacobian {config.get('jacobian_weight'):g}) and without penalties, side by side, on {datasets}")
+    if results.get("experiment") == "adjoint-breakdown":
+        return (f"Where the adjoint's time goes: field, vector-Jacobian products and the rest, "
+                f"{config.get('method')} at {config.get('rtol'):g}".replace("e-0", "e-") + f", batch {config.get('batch')}, "
+                f"medians of {config.get('repeats')} runs")
     return str(results.get("experiment"))
 
 
@@ -129,7 +133,8 @@ def page(folder: PathLike, *, repository_folder: str = "results") -> str:
                   if prov.get("device") == "cpu" else f"{prov.get('device_name')} ({prov.get('device')})")
         rows.append({"result": describe(results), f"folder in `{repository_folder}/`": f"`{path.parent.name}`",
                      "device": device, "finished": str(prov.get("date", "?"))[:10],
-                     "training": _duration(training_seconds(results))})
+                     "training": ("–" if results.get("experiment") == "adjoint-breakdown"
+                                  else _duration(training_seconds(results)))})
         software.add(f"Python {prov.get('python')}, torch {prov.get('torch')}, torchdiffeq {prov.get('torchdiffeq')}, "
                      f"nodelib {prov.get('nodelib')}")
         comment = "\n".join(textwrap.wrap(describe(results), 82, initial_indent="# ", subsequent_indent="# "))
