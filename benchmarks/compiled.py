@@ -1,6 +1,6 @@
 """GitHub issue 24's MLP problem, forward + backward: nodelib default, nodelib compiled, torchdiffeq, diffrax.
 
-    python benchmarks/compiled.py [--repeats 15]
+    python benchmarks/compiled.py [--repeats 15] [--out results/compiled-benchmark/results.json]
 
 The problem: ``nodelib.MLPField(2, hidden=(64, 64))`` (tanh, input ``[z, t]``), batch 512, t in [0, 1],
 float32, dopri5 at rtol = atol = 1e-5, forward and backward of a squared-error loss on ``z(1)``, one thread.
@@ -8,7 +8,8 @@ float32, dopri5 at rtol = atol = 1e-5, forward and backward of a squared-error l
 Three worker processes solve it, each with the same weights, ``y0`` and target (a ``.npz`` file):
 
 * PyTorch (this file, ``--worker``): ``nodelib.odeint_adjoint`` (the default path), ``odeint_adjoint(...,
-  compiled=True)`` and ``torchdiffeq.odeint_adjoint``;
+  compiled="eager")`` (nodelib's own stepping, uncompiled), ``odeint_adjoint(..., compiled=True)`` and
+  ``torchdiffeq.odeint_adjoint``;
 * PyTorch with inductor calling ATen's ``tanh`` (``--worker --tanh-fallback``; a process-wide setting, see
   ``benchmarks/compiled-notes.md``): ``odeint_adjoint(..., compiled=True)`` only;
 * JAX (``benchmarks/compiled_jax.py``, in ``benchmarks/.venv-jax``, which this script creates with
@@ -18,7 +19,9 @@ Three worker processes solve it, each with the same weights, ``y0`` and target (
 Each worker compiles and warms up first (compile times are reported), writes its ``z(1)`` and gradients,
 then waits. The workers then take turns, one computing at a time: a round asks each for one timed call of
 each of its variants. Reported: medians over the rounds of the process CPU time and the wall time (ms),
-ratios to diffrax's ``BacksolveAdjoint``, and the agreement of ``z(1)`` and of the gradients across sides.
+ratios to diffrax's ``BacksolveAdjoint``, and the agreement of ``z(1)`` and of the gradients across sides;
+the same numbers, with the run's provenance, go to ``--out`` (by default where chapter "Faster and more
+accurate adjoints" reads them).
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 REFERENCE = "diffrax BacksolveAdjoint"
+RECORDED = HERE.parent / "results" / "compiled-benchmark" / "results.json"
 
 
 def jax_python() -> Path:
@@ -90,8 +94,8 @@ def _torch_worker(problem_path: str, results_path: str, tanh_fallback: bool) -> 
     if tanh_fallback:
         variants = {"nodelib compiled, tanh fallback": dict(compiled=True)}
     else:
-        variants = {"nodelib default": dict(compiled=False), "nodelib compiled": dict(compiled=True),
-                    "torchdiffeq": None}
+        variants = {"nodelib default": dict(compiled=False), "nodelib own stepping, eager": dict(compiled="eager"),
+                    "nodelib compiled": dict(compiled=True), "torchdiffeq": None}
 
     def step(kwargs, stats=None):
         if kwargs is None:
@@ -162,6 +166,7 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", type=Path, default=RECORDED, help="the JSON file of the results")
     parser.add_argument("--worker", nargs=2, metavar=("PROBLEM", "RESULTS"), help=argparse.SUPPRESS)
     parser.add_argument("--tanh-fallback", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -212,6 +217,21 @@ def main() -> None:
                 print(f"gradient, {name[5:]} against nodelib default: relative difference "
                       f"{_rel(results[key][name], reference_grad):.1e}")
     assert _rel(results["jax"]["z1"], z1) < 1e-4, "the two sides do not solve the same problem"
+    from nodelib.experiments.runs import provenance
+    from nodelib.storage import write_json_atomic
+    import torch
+    torch.set_num_threads(1)
+    write_json_atomic(args.out, {
+        "experiment": "compiled-benchmark", "preset": "cpu", "status": "complete",
+        "config": {"field": "MLPField(2, hidden=(64, 64))", "batch": 512, "t": [0.0, 1.0], "method": "dopri5",
+                   **TOLERANCE, "dtype": "float32", "threads": 1, "repeats": args.repeats},
+        "cpu_ms": cpu, "wall_ms": wall, "reference": REFERENCE,
+        "ratio_to_reference": {name: cpu[name] / cpu[REFERENCE] for name in cpu},
+        "nfe": nfe, "compile_s": compile_s, "diffrax_steps_forward": info["jax"]["steps_forward"],
+        "z1_difference_diffrax": _rel(results["jax"]["z1"], z1),
+        "versions": {"jax": info["jax"]["jax"], "diffrax": info["jax"]["diffrax"]},
+        "provenance": provenance(torch.device("cpu"))})
+    print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -72,10 +72,13 @@ def describe(results: dict) -> str:
         datasets = ", ".join(d.replace("_", " ") for d in config.get("datasets", []))
         return (f"Regularised dynamics: one CNF trained with (kinetic {config.get('kinetic_weight'):g}, "
                 f"Jacobian {config.get('jacobian_weight'):g}) and without penalties, side by side, on {datasets}")
-    if results.get("experiment") == "adjoint-breakdown":
-        return (f"Where the adjoint's time goes: field, vector-Jacobian products and the rest, "
-                f"{config.get('method')} at {config.get('rtol'):g}".replace("e-0", "e-") + f", batch {config.get('batch')}, "
-                f"medians of {config.get('repeats')} runs")
+    if results.get("experiment") in ("compiled-benchmark", "adjoint-breakdown"):
+        problem = (f"{config.get('method')} at {config.get('rtol'):g}".replace("e-0", "e-")
+                   + f", batch {config.get('batch')}, medians of {config.get('repeats')}")
+        if results["experiment"] == "compiled-benchmark":
+            return (f"The compiled path against the default adjoint, torchdiffeq and diffrax, {problem} "
+                    f"alternating rounds")
+        return f"Where the adjoint's time goes: field, vector-Jacobian products and the rest, {problem} runs"
     return str(results.get("experiment"))
 
 
@@ -133,7 +136,7 @@ def page(folder: PathLike, *, repository_folder: str = "results") -> str:
                   if prov.get("device") == "cpu" else f"{prov.get('device_name')} ({prov.get('device')})")
         rows.append({"result": describe(results), f"folder in `{repository_folder}/`": f"`{path.parent.name}`",
                      "device": device, "finished": str(prov.get("date", "?"))[:10],
-                     "training": ("–" if results.get("experiment") == "adjoint-breakdown"
+                     "training": ("–" if results.get("experiment") in ("adjoint-breakdown", "compiled-benchmark")
                                   else _duration(training_seconds(results)))})
         software.add(f"Python {prov.get('python')}, torch {prov.get('torch')}, torchdiffeq {prov.get('torchdiffeq')}, "
                      f"nodelib {prov.get('nodelib')}")
