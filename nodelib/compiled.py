@@ -20,7 +20,7 @@ sizes do not.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -29,8 +29,8 @@ from .solve import (GuardedField, SolverConfig, SolverError, SolveStats, check_f
                     check_output, check_params, check_solver, check_state, check_times,
                     solve_with_time_gradients)
 
-__all__ = ["odeint_compiled", "solve_compiled", "check_compiled", "dopri5_step", "dopri5_attempt", "rk4_step",
-           "COMPILED_METHODS"]
+__all__ = ["odeint_compiled", "solve_compiled", "check_compiled", "check_compiled_flag", "dopri5_step",
+           "dopri5_attempt", "rk4_step", "COMPILED_METHODS"]
 
 #: The methods of :func:`odeint_compiled`.
 COMPILED_METHODS = ("dopri5", "rk4")
@@ -357,6 +357,14 @@ def check_compiled(config: SolverConfig, *, prefix: str = "", caller: str = "ode
     if unsupported:
         raise ValueError(f"{caller} does not support {prefix}options {unsupported} of "
                          f"{prefix}method={config.method!r}; use {instead}.")
+
+
+def check_compiled_flag(compiled: Any, *, name: str = "compiled") -> None:
+    """``compiled`` must be ``False`` (the default path), ``True`` (nodelib's stepping, each step compiled)
+    or ``"eager"`` (the same steps, not compiled): else a ``ValueError`` naming ``name``. Only the bools
+    themselves count (not ``0``, ``1`` or ``1.0``, which compare equal to them)."""
+    if not (compiled is False or compiled is True or isinstance(compiled, str) and compiled == "eager"):
+        raise ValueError(f"{name} must be False, True or 'eager', got {compiled!r}.")
 
 
 def solve_compiled(field: GuardedField, y0: Tensor, t: Tensor, config: SolverConfig,
