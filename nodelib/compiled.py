@@ -329,11 +329,15 @@ def odeint_compiled(func: Callable, y0: Tensor, t: Tensor, *, method: str = "dop
         A tensor of shape ``(len(t), *y0.shape)``.
 
     Example:
-        >>> import torch
-        >>> from nodelib.compiled import odeint_compiled
-        >>> z = odeint_compiled(lambda t, z: -z, torch.ones(1), torch.tensor([0.0, 1.0]))
+        >>> import torch, nodelib
+        >>> t = torch.tensor([0.0, 1.0])
+        >>> z = nodelib.odeint_compiled(lambda t, z: -z, torch.ones(1), t)
         >>> round(z[-1].item(), 6)  # e^-1
         0.367879
+        >>> field, y0 = nodelib.MLPField(2, hidden=(8,)), torch.randn(4, 2)
+        >>> z = nodelib.odeint_compiled(field, y0, t)  # compile_step=True: compiled steps
+        >>> torch.allclose(z, nodelib.odeint(field, y0, t), atol=1e-6)  # torchdiffeq's
+        True
     """
     check_func(func)
     if isinstance(y0, tuple):
