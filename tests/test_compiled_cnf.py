@@ -99,3 +99,12 @@ def test_methods_the_compiled_path_does_not_implement_are_refused():
         nodelib.CNF(nodelib.MLPField(2, hidden=(8,)), method="bosh3", compiled="eager")
     with pytest.raises(ValueError, match=r"^CNF\(compiled=\.\.\.\) does not support options \['jump_t'\]"):
         nodelib.CNF(nodelib.MLPField(2, hidden=(8,)), options=dict(jump_t=torch.tensor([0.5])), compiled=True)
+
+
+@pytest.mark.parametrize("name", ["exact", "hutchinson"])
+def test_log_prob_gradients_of_a_compiled_cnf_match_the_default_cnfs(name):
+    """log_prob_gradients differentiates the trace once more, by autograd through torch.func's products."""
+    x = torch.randn(5, 2)
+    ours = nodelib.log_prob_gradients(_cnf(name, "eager"), x, generator=torch.Generator().manual_seed(6))
+    theirs = nodelib.log_prob_gradients(_cnf(name, False), x, generator=torch.Generator().manual_seed(6))
+    assert rel([ours[0], *ours[1]], [theirs[0], *theirs[1]]) < 1e-12
