@@ -1,6 +1,6 @@
 """A training iteration of Fig. 4's CNF with M = 64: nodelib's default path against ``CNF(compiled=True)``.
 
-    python benchmarks/compiled_cnf.py [--repeats 21] [--tanh-fallback]
+    python benchmarks/compiled_cnf.py [--repeats 21] [--tanh-fallback] [--diffrax]
 
 The model is the density experiments' planar CNF at the full preset (``density.build_cnf(64, ...)``:
 ``HyperPlanarField(2, 64, hidden=(32, 32))``, closed-form trace, float32, dopri5 at rtol = atol = 1e-5 on
@@ -17,7 +17,11 @@ round: the default CNF (torchdiffeq's stepping, ``AugmentedDynamics``), ``compil
 directory), evaluation counts, the agreement of the gradients, and medians of the thread's CPU time
 (``time.thread_time()``) and of the wall time, with the median over rounds of the ratio to the default.
 ``--tanh-fallback`` makes inductor call ATen's ``tanh`` (a process-wide setting; see
-``benchmarks/compiled-notes.md``).
+``benchmarks/compiled-notes.md``). ``--diffrax`` adds the same iteration in JAX (diffrax's
+``BacksolveAdjoint`` and ``RecursiveCheckpointAdjoint``, jit-compiled; ``benchmarks/compiled_cnf_jax.py``
+in ``benchmarks/.venv-jax``, as ``benchmarks/compiled.py`` sets it up) on the same weights and base draws:
+a worker process that takes its turn after the PyTorch variants in every round; its times are the
+process's CPU time (JAX may compute on a thread other than the caller's).
 """
 from __future__ import annotations
 
@@ -26,12 +30,16 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
 import nodelib
 from nodelib.data import energies
 from nodelib.experiments import density
+
+from compiled import ONE_THREAD, Worker, jax_python
 
 VARIANTS = {"nodelib default": False, "nodelib compiled": True, "nodelib compiled='eager'": "eager"}
 
@@ -45,6 +53,19 @@ def iteration(cnf: nodelib.CNF, batch: int, stats=None) -> torch.Tensor:
     return grads
 
 
+def diffrax_worker(cnf: nodelib.CNF, batch: int) -> tuple:
+    """The JAX worker, started on ``cnf``'s hypernetwork weights and the base draws of :func:`iteration`."""
+    scratch = Path(tempfile.mkdtemp(prefix="compiled-cnf-"))
+    layers = [m for m in cnf.field.hypernet if isinstance(m, torch.nn.Linear)]
+    z0 = cnf.base.sample(batch, generator=torch.Generator().manual_seed(1), dtype=torch.float32)
+    np.savez(scratch / "problem.npz", z0=z0.numpy(),
+             **{f"{kind}{i}": getattr(layer, name).detach().numpy()
+                for i, layer in enumerate(layers) for kind, name in (("w", "weight"), ("b", "bias"))})
+    command = [str(jax_python()), str(Path(__file__).with_name("compiled_cnf_jax.py")), str(scratch / "problem.npz"),
+               str(scratch / "results.npz")]
+    return Worker(command, {**os.environ, **ONE_THREAD}), scratch / "results.npz"
+
+
 def timed(fn) -> tuple:
     start, wall = time.thread_time(), time.perf_counter()
     fn()
@@ -55,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--tanh-fallback", action="store_true", help="inductor calls ATen's tanh")
+    parser.add_argument("--diffrax", action="store_true", help="also time diffrax (JAX) on the same problem")
     args = parser.parse_args()
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
     if args.tanh_fallback:
@@ -79,15 +101,26 @@ def main() -> None:
         counts[name] = stats
         print(f"{name}: first call {first:.1f} s, steady {steady * 1e3:.0f} ms (compile time {first - steady:.1f} s); "
               f"NFE forward {stats.nfe_forward}, backward {stats.nfe_backward}")
+    if args.diffrax:
+        worker, results = diffrax_worker(models["nodelib default"], batch)
+        print(f"diffrax ready: {worker.info}")
+        jax_results = np.load(results)
+        grads.update({name[5:]: torch.from_numpy(jax_results[name]) for name in jax_results.files
+                      if name.startswith("grad ")})
     reference = grads["nodelib default"]
     for name, g in list(grads.items())[1:]:
         print(f"gradient of {name} against the default: relative difference "
               f"{float((g - reference).norm() / reference.norm()):.1e}")
 
-    runs = {name: [] for name in models}
+    runs = {name: [] for name in grads}
     for _ in range(args.repeats):
         for name, cnf in models.items():
             runs[name].append(timed(lambda: iteration(cnf, batch)))
+        if args.diffrax:
+            for name, value in worker.run().items():
+                runs[name].append(value)
+    if args.diffrax:
+        worker.close()
     print(f"\nmedians of {args.repeats} alternating rounds\n")
     print("| variant | CPU ms | wall ms | CPU / default |\n|---|---|---|---|")
     for name, values in runs.items():
