@@ -10,9 +10,10 @@ samples: ``x, log q(x)`` from one forward solve of the augmented ODE, the loss `
 and its backward pass (the adjoint's backward solve), without the optimiser's step, so that every
 iteration does the same work. The samples come from a generator seeded alike for every variant.
 
-Variants, in one process and one thread, taking turns for ``--repeats`` rounds after one untimed
-round: the default CNF (torchdiffeq's stepping, ``AugmentedDynamics``), ``compiled=True`` and
-``compiled="eager"`` (nodelib's own stepping without ``torch.compile``). Printed: the compile time
+Variants, in one process and one thread, taking turns (in an order that rotates from round to round)
+for ``--repeats`` rounds after one untimed round: the default CNF (torchdiffeq's stepping,
+``AugmentedDynamics``), ``compiled=True`` and ``compiled="eager"`` (nodelib's own stepping without
+``torch.compile``). Printed: the compile time
 (first call minus a steady call, wall clock; from an empty inductor cache, a fresh temporary
 directory), evaluation counts, the agreement of the gradients, and medians of the thread's CPU time
 (``time.thread_time()``) and of the wall time, with the median over rounds of the ratio to the default.
@@ -91,14 +92,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread, Fig. 4 CNF M = 64 (full preset: float32, {batch} samples, "
           f"dopri5 1e-5, adjoint), U1{', inductor calls ATen tanh' if args.tanh_fallback else ''}\n")
 
-    grads, counts = {}, {}
+    grads = {}
     for name, cnf in models.items():
         first = timed(lambda: iteration(cnf, batch))[1]
         stats = nodelib.SolveStats()
         start = time.perf_counter()
         grads[name] = iteration(cnf, batch, stats)
         steady = time.perf_counter() - start
-        counts[name] = stats
         print(f"{name}: first call {first:.1f} s, steady {steady * 1e3:.0f} ms (compile time {first - steady:.1f} s); "
               f"NFE forward {stats.nfe_forward}, backward {stats.nfe_backward}")
     if args.diffrax:
@@ -113,12 +113,14 @@ def main() -> None:
               f"{float((g - reference).norm() / reference.norm()):.1e}")
 
     runs = {name: [] for name in grads}
-    for _ in range(args.repeats):
-        for name, cnf in models.items():
-            runs[name].append(timed(lambda: iteration(cnf, batch)))
-        if args.diffrax:
-            for name, value in worker.run().items():
-                runs[name].append(value)
+    turns = list(models) + (["diffrax"] if args.diffrax else [])
+    for i in range(args.repeats):  # the order rotates: the turn after the JAX worker's runs with colder caches
+        for name in turns[i % len(turns):] + turns[:i % len(turns)]:
+            if name == "diffrax":
+                for jax_name, value in worker.run().items():
+                    runs[jax_name].append(value)
+            else:
+                runs[name].append(timed(lambda: iteration(models[name], batch)))
     if args.diffrax:
         worker.close()
     print(f"\nmedians of {args.repeats} alternating rounds\n")

@@ -7,7 +7,7 @@ hypernetwork and the 512 base draws ``z0``, float32), and jit-compiles forward a
 loss, ``mean(log q(x) - log p̃_U1(x))``: ``[x, Δ]`` from one solve of the augmented ODE
 ``d[z, Δ]/dt = [f, -tr ∇f]`` (closed-form trace) from ``[z0, 0]`` on [0, 1], ``log q(x) = log N(z0) + Δ``,
 by ``diffrax.Dopri5()`` with ``PIDController(rtol=1e-5, atol=1e-5)`` and each of ``BacksolveAdjoint`` and
-``RecursiveCheckpointAdjoint``. It writes the loss and the gradients to RESULTS.npz and then follows
+``RecursiveCheckpointAdjoint``. It writes the gradients to RESULTS.npz and then follows
 ``compiled.py``'s worker protocol (``@@ {json}`` when ready; one timed call of each variant per ``run``).
 This file imports only numpy, JAX and diffrax: nodelib never depends on them.
 """
@@ -80,10 +80,10 @@ def main() -> None:
         start = time.perf_counter()
         jax.block_until_ready(step(params))
         compile_s[name] = first - (time.perf_counter() - start)
-    value, stats = jax.jit(lambda p: loss(p, z0, diffrax.RecursiveCheckpointAdjoint()))(params)
+    stats = jax.jit(lambda p: loss(p, z0, diffrax.RecursiveCheckpointAdjoint())[1])(params)
     grads = {name: np.concatenate([np.ravel(g) for pair in step(params) for g in pair])
              for name, step in steps.items()}
-    np.savez(results, loss=np.asarray(value), **{f"grad {name}": g for name, g in grads.items()})
+    np.savez(results, **{f"grad {name}": g for name, g in grads.items()})
     print("@@ " + json.dumps({"compile_s": compile_s, "steps_forward": int(stats["num_steps"]),
                               "jax": jax.__version__, "diffrax": diffrax.__version__}), flush=True)
     for line in sys.stdin:
