@@ -4,6 +4,8 @@ The public surface, by chapter of the book:
 
 * :func:`odeint_adjoint`, :class:`AugmentedDynamics` - the adjoint sensitivity method (Theorem 1);
 * :func:`odeint`, :class:`SolveStats`, :class:`SolverError` - black-box solves with counts and guards;
+  :func:`odeint_compiled` - the same solves by nodelib's own stepping, each step compiled by ``torch.compile``
+  if asked (the opt-in compiled path, also ``odeint_adjoint(..., compiled=True)`` and ``CNF(compiled=True)``);
 * :class:`MLPField` - the free-form vector field ``f(z, t) = MLP([z, t])``; :class:`ConvField` - the
   ODE-Net's time-concatenated convolutional field (chapter "ODE-Net on MNIST");
 * :func:`trace_exact`, :func:`trace_hutchinson`, :func:`draw_noise` - ``tr ∇_z f`` (Theorem 2);
@@ -20,6 +22,7 @@ The public surface, by chapter of the book:
 """
 from .adjoint import AugmentedDynamics, odeint_adjoint
 from .cnf import CNF, StandardNormal, log_prob_gradients
+from .compiled import odeint_compiled
 from .dynamics import ConvField, GatedPlanarField, HyperPlanarField, MLPField
 from .flows import PlanarFlow, PlanarLayer
 from .latent import LatentODE
@@ -30,7 +33,8 @@ from .solve import SolverError, SolveStats, odeint
 from .trace import NOISE_TYPES, TRACE_METHODS, draw_noise, trace_exact, trace_hutchinson
 from .training import FitHistory, fit_density, fit_kl, mean_nll
 
-__all__ = ["odeint", "odeint_adjoint", "AugmentedDynamics", "SolveStats", "SolverError", "MLPField", "seed_everything",
+__all__ = ["odeint", "odeint_adjoint", "odeint_compiled", "AugmentedDynamics", "SolveStats", "SolverError",
+           "MLPField", "seed_everything",
            "CNF", "StandardNormal", "log_prob_gradients",
            "trace_exact", "trace_hutchinson", "draw_noise", "TRACE_METHODS", "NOISE_TYPES",
            "fit_density", "fit_kl", "mean_nll", "FitHistory",

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ._state import TupleState
-from .compiled import check_compiled, solve_compiled
+from .compiled import check_compiled, check_compiled_flag, solve_compiled
 from .solve import (GuardedField, SolveStats, SolverConfig, _tuple_norm, check_fixed_grid_length, check_func,
                     check_output, check_params, check_solver, check_state, check_times, solve)
 
@@ -451,8 +451,7 @@ def odeint_adjoint(func: Callable, y0: Union[Tensor, Tuple[Tensor, ...]], t: Ten
     else:  # one tensor is one parameter (torchdiffeq would iterate over its rows, silently)
         adjoint_params = (adjoint_params,) if isinstance(adjoint_params, Tensor) else tuple(adjoint_params)
         params_name = "adjoint_params"
-    if compiled not in (False, True, "eager") or isinstance(compiled, int) and not isinstance(compiled, bool):
-        raise ValueError(f"compiled must be False, True or 'eager', got {compiled!r}.")
+    check_compiled_flag(compiled)
     solver = dict(rtol=rtol, atol=atol, method=method, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
                   adjoint_method=adjoint_method, adjoint_options=adjoint_options, checkpoints=checkpoints,
                   stats=stats, compiled=compiled)

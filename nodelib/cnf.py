@@ -25,13 +25,14 @@ trace terms that the note's version of it omits.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from ._validate import non_negative_float
 from .adjoint import odeint_adjoint
+from .compiled import check_compiled, check_compiled_flag, odeint_compiled
 from .flows import standard_normal_log_prob
 from .solve import SolveStats, check_solver, odeint
 from .trace import check_noise_type, check_trace_method, draw_noise, trace_exact, trace_hutchinson
@@ -97,25 +98,52 @@ def _divergence_and_frobenius(f_z: Tensor, z: Tensor, noise: Optional[Tensor],
         unit[..., i] = 1.0
         (row,) = torch.autograd.grad(f_z, z, unit, retain_graph=True, create_graph=create_graph)
         rows.append(row)
+    return _trace_and_frobenius(rows)
+
+
+def _functional_field_and_products(field: Callable, t: Tensor, z: Tensor,
+                                   noise: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+    """``f(t, z)`` and the products of :func:`_divergence_and_frobenius`, by ``torch.func.vjp``.
+
+    The same vector-Jacobian products (one per dimension, or one with Hutchinson's probe ``noise``), taken
+    by a function transform rather than by ``torch.autograd.grad``, which neither ``torch.compile`` nor the
+    compiled adjoint's ``torch.func.vjp`` can see through. Differentiable by autograd and ``torch.func``.
+    """
+    f_z, pullback = torch.func.vjp(lambda v: field(t, v), z)
+    if noise is not None:
+        (vjp,) = pullback(noise)
+        return f_z, (vjp * noise).sum(dim=-1), vjp.pow(2).sum(dim=-1)
+    rows = []
+    for i in range(z.shape[-1]):
+        unit = torch.zeros_like(f_z)
+        unit[..., i] = 1.0
+        rows.append(pullback(unit)[0])
+    return (f_z, *_trace_and_frobenius(rows))
+
+
+def _trace_and_frobenius(rows: List[Tensor]) -> Tuple[Tensor, Tensor]:
+    """The trace and the squared Frobenius norm of the Jacobian from its ``n`` rows ``e_iᵀ ∇_z f``."""
     jacobian = torch.stack(rows, dim=-2)  # (..., n, n), jacobian[..., i, j] = ∂f_i/∂z_j
     return jacobian.diagonal(dim1=-2, dim2=-1).sum(dim=-1), jacobian.pow(2).sum(dim=(-2, -1))
 
 
-class _AugmentedField:
+class _AugmentedField(nn.Module):
     """The right-hand side of eq. :eq:`cnf-augmented` on a state ``[z, Δ, R]`` of shape ``(B, d + 1 + r)``.
 
     ``R`` holds the running integrals of the CNF's ``r`` active penalties (:attr:`CNF.penalty_weights`,
     none by default), whose rates are ``‖f‖²`` and ``‖∇_z f‖_F²``. ``noise`` is Hutchinson's probe,
     drawn once per solve. The rates keep their graph whenever gradients are being recorded (direct
     backprop, or the adjoint's backward pass, which differentiates this function with respect to
-    ``z`` and ``θ``).
+    ``z`` and ``θ``). A module holding the CNF, so that its parameters are this function's: the compiled
+    adjoint substitutes them by ``torch.func.functional_call``.
     """
 
     def __init__(self, cnf: "CNF", noise: Optional[Tensor]):
+        super().__init__()
         self.cnf = cnf
         self.noise = noise
 
-    def __call__(self, t: Tensor, state: Tensor) -> Tensor:
+    def forward(self, t: Tensor, state: Tensor) -> Tensor:
         z = state[:, :self.cnf.dim]
         f_z, div, rates = self.cnf.field_divergence_and_penalties(t, z, noise=self.noise)
         return torch.cat([f_z, -div.unsqueeze(-1)] + [rate.unsqueeze(-1) for rate in rates.values()], dim=-1)
@@ -139,6 +167,13 @@ class CNF(nn.Module):
             ``(d,)`` works); default :class:`StandardNormal`.
         adjoint: differentiate solves with :func:`nodelib.odeint_adjoint` (constant memory) rather
             than by direct backpropagation through :func:`nodelib.odeint`.
+        compiled: opt in to nodelib's own stepping for every solve (``odeint_adjoint(...,
+            compiled=...)``, or :func:`nodelib.odeint_compiled` with ``adjoint=False``): ``True``
+            compiles each step with ``torch.compile``, ``"eager"`` takes the same steps uncompiled. Same
+            results and counts as the default, to rounding; ``method`` ``"dopri5"`` or ``"rk4"`` only.
+            ``trace="exact"`` and ``"hutchinson"`` then take their vector-Jacobian products by
+            ``torch.func.vjp`` (which the compiled adjoint and ``torch.compile`` can trace) instead of
+            ``torch.autograd.grad``.
         rtol, atol, method, options: solver settings of every solve (see :func:`nodelib.odeint`).
         kinetic_weight: the weight of the kinetic energy ``K = ∫_{t0}^{t1} ‖f(z(t), t)‖² dt``
             (eq. :eq:`kinetic-energy`) in the regularised objective :eq:`regularised-objective` of
@@ -169,7 +204,7 @@ class CNF(nn.Module):
     def __init__(self, field: nn.Module, *, dim: Optional[int] = None, t0: float = 0.0, t1: float = 1.0,
                  trace: str = "exact", noise: str = "rademacher", base: Any = None, adjoint: bool = True,
                  rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5", options: Optional[dict] = None,
-                 kinetic_weight: float = 0.0, jacobian_weight: float = 0.0):
+                 kinetic_weight: float = 0.0, jacobian_weight: float = 0.0, compiled: Union[bool, str] = False):
         super().__init__()
         if not isinstance(field, nn.Module):
             raise TypeError(f"field must be an nn.Module called as field(t, z), got {type(field).__name__}.")
@@ -196,7 +231,11 @@ class CNF(nn.Module):
         self.t0, self.t1 = float(t0), float(t1)
         self.base = base
         self.adjoint = bool(adjoint)
-        check_solver(method, rtol, atol, options)  # fail at construction, not at the first solve
+        config = check_solver(method, rtol, atol, options)  # fail at construction, not at the first solve
+        check_compiled_flag(compiled)
+        if compiled:
+            check_compiled(config, caller="CNF(compiled=...)", instead="compiled=False")
+        self.compiled = compiled
         self.solver = dict(rtol=rtol, atol=atol, method=method, options=options)
         non_negative_float("kinetic_weight", kinetic_weight)
         non_negative_float("jacobian_weight", jacobian_weight)
@@ -215,7 +254,8 @@ class CNF(nn.Module):
     def extra_repr(self) -> str:
         penalties = "".join(f", {name}_weight={weight}" for name, weight in self.penalty_weights.items())
         return (f"dim={self.dim}, t0={self.t0}, t1={self.t1}, trace={self.trace!r}, noise={self.noise!r}, "
-                f"adjoint={self.adjoint}, base={self.base!r}{penalties}")
+                f"adjoint={self.adjoint}, base={self.base!r}{penalties}"
+                + (f", compiled={self.compiled!r}" if self.compiled else ""))
 
     # -- pieces --------------------------------------------------------------------------------
     def field_and_divergence(self, t: Tensor, z: Tensor, *, noise: Optional[Tensor] = None,
@@ -231,15 +271,7 @@ class CNF(nn.Module):
             with torch.set_grad_enabled(create_graph):
                 both = getattr(self.field, "forward_and_divergence", None)  # one pass for both, if offered
                 return both(t, z) if callable(both) else (self.field(t, z), self.field.divergence(t, z))
-        z = self._differentiable(z, noise)
-        with torch.enable_grad():
-            f_z = self.field(t, z)
-            if self.trace == "exact":
-                div = trace_exact(f_z, z, create_graph=create_graph)
-            else:
-                div = trace_hutchinson(f_z, z, noise, create_graph=create_graph)
-        if not create_graph:
-            f_z, div = f_z.detach(), div.detach()
+        f_z, div, _ = self._field_and_products(t, z, noise, create_graph, frobenius=False)
         return f_z, div
 
     def field_divergence_and_penalties(self, t: Tensor, z: Tensor, *, noise: Optional[Tensor] = None,
@@ -272,25 +304,36 @@ class CNF(nn.Module):
             create_graph = torch.is_grad_enabled()
         rates = {}
         if self.jacobian_weight > 0:
-            z = self._differentiable(z, noise)
-            with torch.enable_grad():
-                f_z = self.field(t, z)
-                div, rates["jacobian"] = _divergence_and_frobenius(f_z, z, noise, create_graph)
-            if not create_graph:
-                f_z, div, rates["jacobian"] = f_z.detach(), div.detach(), rates["jacobian"].detach()
+            f_z, div, rates["jacobian"] = self._field_and_products(t, z, noise, create_graph, frobenius=True)
         else:
             f_z, div = self.field_and_divergence(t, z, noise=noise, create_graph=create_graph)
         if self.kinetic_weight > 0:
             rates = {"kinetic": f_z.pow(2).sum(dim=-1), **rates}
         return f_z, div, rates
 
-    def _differentiable(self, z: Tensor, noise: Optional[Tensor]) -> Tensor:
-        """``z``, or a leaf copy of it that requires grad, for the products with ``∇_z f``."""
+    def _field_and_products(self, t: Tensor, z: Tensor, noise: Optional[Tensor], create_graph: bool,
+                            frobenius: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """``f(t, z)``, ``tr ∇_z f`` (or Hutchinson's estimate) and, with ``frobenius``, ``‖∇_z f‖_F²`` (else
+        ``None``), from vector-Jacobian products: by ``torch.func`` for a compiled CNF, else by autograd."""
         if self.trace == "hutchinson" and noise is None:
             raise ValueError("trace='hutchinson' needs a probe: pass noise=nodelib.draw_noise(z, ...).")
-        if not (torch.is_grad_enabled() and z.requires_grad):  # (a view made under no_grad may claim requires_grad)
-            z = z.detach().requires_grad_(True)
-        return z
+        if self.compiled:
+            f_z, div, frob = _functional_field_and_products(self.field, t, z, noise)
+        else:
+            if not (torch.is_grad_enabled() and z.requires_grad):  # (a view made under no_grad may claim it)
+                z = z.detach().requires_grad_(True)
+            with torch.enable_grad():
+                f_z = self.field(t, z)
+                if frobenius:
+                    div, frob = _divergence_and_frobenius(f_z, z, noise, create_graph)
+                elif self.trace == "exact":
+                    div, frob = trace_exact(f_z, z, create_graph=create_graph), None
+                else:
+                    div, frob = trace_hutchinson(f_z, z, noise, create_graph=create_graph), None
+        if not create_graph:
+            f_z, div = f_z.detach(), div.detach()
+            frob = None if frob is None else frob.detach()
+        return f_z, div, frob if frobenius else None
 
     def _check_data(self, x: Any, name: str = "x") -> None:
         if not isinstance(x, Tensor):
@@ -325,7 +368,9 @@ class CNF(nn.Module):
     def _solve(self, func: Callable, y0: Tensor, t: Tensor, stats: Optional[SolveStats]) -> Tensor:
         if self.adjoint:
             return odeint_adjoint(func, y0, t, adjoint_params=tuple(self.field.parameters()), stats=stats,
-                                  **self.solver)
+                                  compiled=self.compiled, **self.solver)
+        if self.compiled:
+            return odeint_compiled(func, y0, t, stats=stats, compile_step=self.compiled is True, **self.solver)
         return odeint(func, y0, t, stats=stats, **self.solver)
 
     def _augmented_solve(self, z_start: Tensor, noise: Optional[Tensor], t_start: float, t_end: float,

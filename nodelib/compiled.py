@@ -19,8 +19,9 @@ sizes do not.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -29,8 +30,8 @@ from .solve import (GuardedField, SolverConfig, SolverError, SolveStats, check_f
                     check_output, check_params, check_solver, check_state, check_times,
                     solve_with_time_gradients)
 
-__all__ = ["odeint_compiled", "solve_compiled", "check_compiled", "dopri5_step", "dopri5_attempt", "rk4_step",
-           "COMPILED_METHODS"]
+__all__ = ["odeint_compiled", "solve_compiled", "check_compiled", "check_compiled_flag", "dopri5_step",
+           "dopri5_attempt", "rk4_step", "COMPILED_METHODS", "RECOMPILE_LIMIT"]
 
 #: The methods of :func:`odeint_compiled`.
 COMPILED_METHODS = ("dopri5", "rk4")
@@ -287,12 +288,16 @@ def _solve_rk4(field: GuardedField, func: Callable, sign: int, y0: Tensor, s: Te
 
 
 _compiled: dict = {}
+#: How many graphs of a step torch may compile (one per field, shape, dtype, direction and grad mode) while a
+#: solve with compiled steps runs, if ``torch._dynamo.config.recompile_limit`` is lower: its default, 8, is
+#: reached by a run that trains a few models of different sizes.
+RECOMPILE_LIMIT = 64
 
 
 def _compiled_step(method: str) -> Callable:
     """``torch.compile`` of the method's step into one graph, built once per process; torch compiles it
-    again for every new field, shape, dtype or grad mode it meets (up to
-    ``torch._dynamo.config.recompile_limit`` of them, then it runs the step uncompiled)."""
+    again for every new field, shape, dtype, direction or grad mode it meets, up to
+    ``max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)`` graphs, then raises."""
     if method not in _compiled:
         _compiled[method] = torch.compile(dopri5_attempt if method == "dopri5" else rk4_step, dynamic=False,
                                           fullgraph=True)
@@ -324,11 +329,15 @@ def odeint_compiled(func: Callable, y0: Tensor, t: Tensor, *, method: str = "dop
         A tensor of shape ``(len(t), *y0.shape)``.
 
     Example:
-        >>> import torch
-        >>> from nodelib.compiled import odeint_compiled
-        >>> z = odeint_compiled(lambda t, z: -z, torch.ones(1), torch.tensor([0.0, 1.0]))
+        >>> import torch, nodelib
+        >>> t = torch.tensor([0.0, 1.0])
+        >>> z = nodelib.odeint_compiled(lambda t, z: -z, torch.ones(1), t)
         >>> round(z[-1].item(), 6)  # e^-1
         0.367879
+        >>> field, y0 = nodelib.MLPField(2, hidden=(8,)), torch.randn(4, 2)
+        >>> z = nodelib.odeint_compiled(field, y0, t)  # compile_step=True compiles
+        >>> torch.allclose(z, nodelib.odeint(field, y0, t), atol=1e-6)  # same steps
+        True
     """
     check_func(func)
     if isinstance(y0, tuple):
@@ -359,13 +368,22 @@ def check_compiled(config: SolverConfig, *, prefix: str = "", caller: str = "ode
                          f"{prefix}method={config.method!r}; use {instead}.")
 
 
+def check_compiled_flag(compiled: Any, *, name: str = "compiled") -> None:
+    """``compiled`` must be ``False`` (the default path), ``True`` (nodelib's stepping, each step compiled)
+    or ``"eager"`` (the same steps, not compiled): else a ``ValueError`` naming ``name``. Only the bools
+    themselves count (not ``0``, ``1`` or ``1.0``, which compare equal to them)."""
+    if not (compiled is False or compiled is True or isinstance(compiled, str) and compiled == "eager"):
+        raise ValueError(f"{name} must be False, True or 'eager', got {compiled!r}.")
+
+
 def solve_compiled(field: GuardedField, y0: Tensor, t: Tensor, config: SolverConfig,
                    options: Optional[dict] = None, *, compile_step: bool = True) -> Tensor:
     """:func:`nodelib.solve.solve` by nodelib's own stepping: the same solution, counts and guards.
 
     ``t`` is detached; ``options`` overrides ``config.options`` (``config`` passed
     :func:`check_compiled`). Sets ``field.last_accepted_dt`` as torchdiffeq's step callback does.
-    With ``compile_step``, each step runs through ``torch.compile`` (see :func:`odeint_compiled`)."""
+    With ``compile_step``, each step runs through ``torch.compile`` (see :func:`odeint_compiled`), which may
+    compile up to :data:`RECOMPILE_LIMIT` graphs of it in the process."""
     if y0.numel() == 0:
         return y0.unsqueeze(0).expand(len(t), *y0.shape).clone()
     options = {**config.options, **(options or {})}
@@ -373,11 +391,13 @@ def solve_compiled(field: GuardedField, y0: Tensor, t: Tensor, config: SolverCon
     s = sign * t
     step = _compiled_step(config.method) if compile_step else (
         dopri5_attempt if config.method == "dopri5" else rk4_step)
-    if config.method == "dopri5":
-        ys = _solve_dopri5(field, field.func, sign, y0, s.to(torch.float64), config.rtol, config.atol,
-                           options, config.max_num_steps, step)
-    else:
-        ys = _solve_rk4(field, field.func, sign, y0, s, options, step)
+    limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    with torch._dynamo.config.patch(recompile_limit=limit) if compile_step else contextlib.nullcontext():
+        if config.method == "dopri5":
+            ys = _solve_dopri5(field, field.func, sign, y0, s.to(torch.float64), config.rtol, config.atol,
+                               options, config.max_num_steps, step)
+        else:
+            ys = _solve_rk4(field, field.func, sign, y0, s, options, step)
     if not torch.isfinite(ys[-1]).all():
         raise SolverError(f"{field.what}: the solution is not finite at t={float(t[-1]):.6g}.")
     return ys

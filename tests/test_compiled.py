@@ -143,3 +143,16 @@ def test_the_compiled_step_gives_the_eager_results():
         eager = odeint_compiled(field, y0, t, rtol=1e-6, atol=1e-6)
         compiled = odeint_compiled(field, y0, t, rtol=1e-6, atol=1e-6, compile_step=True)
     assert rel(compiled, eager) < 1e-12
+
+
+def test_compiled_solves_may_compile_more_graphs_than_torchs_recompile_limit():
+    """A process that trains models of several sizes compiles a step once per size (here: 2 states of
+    dz/dt = -z by rk4, a small graph each), beyond torch's limit (here set to 1), up to RECOMPILE_LIMIT."""
+    t, options = torch.tensor([0.0, 1.0]), dict(step_size=0.25)
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for n in (3, 5):
+            y0 = torch.ones(n)
+            compiled = odeint_compiled(decay, y0, t, method="rk4", options=options, compile_step=True)
+            assert rel(compiled[-1], y0 * math.exp(-1)) < 1e-4  # rk4's error at h = 1/4
+            assert rel(compiled, odeint_compiled(decay, y0, t, method="rk4", options=options)) < 1e-12
+        assert torch._dynamo.config.recompile_limit == 1

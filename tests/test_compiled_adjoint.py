@@ -86,7 +86,7 @@ def test_bad_input_raises_the_default_adjoints_error(mlp, kwargs):
     (dict(options=dict(jump_t=torch.tensor([0.5]))), "compiled=False"),
     (dict(adjoint_params=[torch.ones(2, dtype=torch.float64, requires_grad=True)]),
      "functional_call"),
-    (dict(compiled="yes"), "compiled must be")])
+    (dict(compiled="yes"), "compiled must be"), (dict(compiled=1.0), "compiled must be")])
 def test_what_the_compiled_path_does_not_do_is_refused(mlp, kwargs, error):
     kwargs = dict(dict(compiled="eager"), **kwargs)
     with pytest.raises(ValueError, match=re.escape(error)):

@@ -1,7 +1,8 @@
 """nodelib.experiments.density (Figs. 4 and 5): parameter matching against the built models, the KL
 objective and estimate against closed-form Gaussian divergences, fit_kl against the closed-form
 minimiser, a resumed run against an uninterrupted one, the paired NLL differences against the models'
-log-densities computed here, and the command line against the same run in-process."""
+log-densities computed here, the command line against the same run in-process, and its --compile against
+the default path."""
 import json
 import math
 import pathlib
@@ -12,10 +13,12 @@ import pytest
 import torch
 from torch import nn
 
+import nodelib.compiled
 from nodelib import CNF, PlanarFlow, fit_kl
 from nodelib.dynamics import HyperPlanarField
 from nodelib.data import toy2d
 from nodelib.experiments import density
+from nodelib.experiments.__main__ import main
 from nodelib.experiments.measure import count_parameters
 
 from fields import Linear
@@ -271,6 +274,8 @@ def test_bad_arguments():
         density.run("quick", parts=("fig4",))
     with pytest.raises(ValueError, match="params"):
         density.matched_nf_layers(0)
+    with pytest.raises(ValueError, match=r"^compiled must be False, True or 'eager', got 'yes'"):
+        density.get_preset("quick", compiled="yes")
 
 
 def test_a_truncated_results_file_is_named(tmp_path):
@@ -319,13 +324,13 @@ def test_a_jacobian_penalty_needs_the_exact_trace():
 
 def test_a_run_recorded_before_a_field_existed_resumes_and_reads_as_the_default(tmp_path):
     """Fields added to the preset since a run was recorded (the regularisation weights, the trace,
-    log_every) take their defaults, which is how that run behaved: it still resumes, and its
+    log_every, compiled) take their defaults, which is how that run behaved: it still resumes, and its
     configuration compares equal to the preset's."""
     small = {**TINY, "ml_iterations": 2}
     first = density.run("quick", out=str(tmp_path), parts=("ml",), datasets=("two_moons",), verbose=False,
                         **small)
     on_disk = json.loads((tmp_path / "results.json").read_text())
-    for field in ("kinetic_weight", "jacobian_weight", "trace", "log_every"):
+    for field in ("kinetic_weight", "jacobian_weight", "trace", "log_every", "compiled"):
         del on_disk["config"][field]
     (tmp_path / "results.json").write_text(json.dumps(on_disk))
     assert density.recorded_config(on_disk["config"]) == first["config"]
@@ -335,3 +340,24 @@ def test_a_run_recorded_before_a_field_existed_resumes_and_reads_as_the_default(
     with pytest.raises(ValueError, match=r"another configuration \(kinetic_weight: 0.0 → 0.1\)"):
         density.run("quick", out=str(tmp_path), parts=("ml",), datasets=("two_moons",), verbose=False,
                     kinetic_weight=0.1, **small)
+
+
+def test_the_compile_flag_trains_the_cnfs_compiled_with_the_default_training(tmp_path, monkeypatch):
+    """``--compile``: Fig. 4's CNF trains on nodelib's compiled path, its solver step compiled by torch.compile
+    (tens of seconds on a small CPU), with the default path's losses, counts and KL, to rounding."""
+    monkeypatch.setattr(nodelib.compiled, "_compiled", {})  # (the compiled steps of this process, by method)
+    command = ["density", "--preset", "quick", "--parts", "kl", "--sizes", "2", "--iterations", "3", "--threads",
+               "1", "--quiet", "--set", "kl_batch=32", "--set", "kl_eval_samples=500"]
+    runs = {}
+    for flag in ([], ["--compile"]):
+        out = tmp_path / ("compiled" if flag else "default")
+        assert main([*command, "--out", str(out), *flag]) == 0
+        runs[bool(flag)] = json.loads((out / "results.json").read_text())
+    assert list(nodelib.compiled._compiled) == ["dopri5"]
+    assert runs[True]["config"]["compiled"] is True and runs[False]["config"]["compiled"] is False
+    ours, theirs = (runs[flag]["density_matching"]["u1"]["cnf"]["2"] for flag in (True, False))
+    assert [loss for _, loss in ours["losses"]] == pytest.approx([loss for _, loss in theirs["losses"]], rel=1e-12)
+    assert ours["train_nfe"] == theirs["train_nfe"]
+    assert ours["kl"] == pytest.approx(theirs["kl"], rel=1e-12)
+    nf = (runs[flag]["density_matching"]["u1"]["nf"]["2"]["kl"] for flag in (True, False))
+    assert next(nf) == next(nf)  # the NF is never compiled

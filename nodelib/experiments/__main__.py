@@ -5,6 +5,7 @@ Example (a quick CPU run, then the paper's scale: Table 1 on a GPU where there i
     python -m nodelib.experiments mnist --preset quick --out results/mnist-quick
     python -m nodelib.experiments mnist --preset full --dataset mnist --out results/mnist-full
     python -m nodelib.experiments density --preset full --out results/density-full
+    python -m nodelib.experiments density --preset full --compile --out results/density-full-compiled
     python -m nodelib.experiments latent --preset full --out results/latent-full
     python -m nodelib.experiments density --preset full --parts ml --datasets two_moons \
         --set kinetic_weight=0.05 --out results/density-full-moons-regularised
@@ -71,6 +72,10 @@ def parser() -> argparse.ArgumentParser:
                    help="override every fit's number of iterations (smoke runs)")
     d.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu, which trains these 2D "
                    "flows faster than a GPU: benchmarks/README.md)")
+    d.add_argument("--compile", action="store_true",
+                   help="train the CNFs on nodelib's compiled path (nodelib.CNF(compiled=True)): the same training to "
+                        "rounding, each solver step compiled by torch.compile (the first iterations of each model "
+                        "pay for the compilation; benchmarks/README.md, 'Compiled path')")
     _fit_options(d, "density.DensityPreset", "--set kl_eval_samples=1000 --set hidden='(16, 16)', or train "
                                              "the CNFs regularised with --set kinetic_weight=0.05")
     lt = sub.add_parser("latent", help="Table 2: latent ODE against two RNNs on spirals",
@@ -117,7 +122,7 @@ def _density(args: argparse.Namespace) -> dict:
 
     n = args.iterations
     overrides = dict(targets=names(args.targets), sizes=names(args.sizes, int), datasets=names(args.datasets),
-                     kl_iterations_nf=n, kl_iterations_cnf=n, ml_iterations=n)
+                     kl_iterations_nf=n, kl_iterations_cnf=n, ml_iterations=n, compiled=True if args.compile else None)
     overrides.update(_overrides(args.set))
     results, models = density.run(args.preset, out=args.out, device=args.device, parts=names(args.parts),
                                   budget_s=args.budget_s, threads=args.threads, verbose=not args.quiet,
