@@ -2,6 +2,7 @@
 
     python benchmarks/devices.py                        # on a machine with a CUDA device
     python benchmarks/devices.py --devices cpu,cpu      # a smoke run without one
+    python benchmarks/devices.py --compile              # also the compiled path (nodelib.compiled)
 
 Three workloads at the full presets' sizes, each built once per device from the same seed:
 
@@ -10,13 +11,17 @@ Three workloads at the full presets' sizes, each built once per device from the 
 * Table 1's ODE-Net (64 channels, dopri5 at 1e-3 with the adjoint): SGD steps on one fixed batch of
   128 random 28x28 images.
 
-Each timed unit is a few training iterations; the devices take turns, after one untimed unit each,
+With ``--compile``, the CNF and the ODE-Net are also timed on nodelib's compiled path
+(``CNF(compiled=True)``, ``SolverSettings(compiled=True)``: each solver step one graph of
+``torch.compile``, whose compilation the untimed first unit pays). Each timed unit is a few training
+iterations; the devices take turns, after one untimed unit each,
 and the script prints the median seconds per iteration on each device and the ratio of the first
 device's time to the second's in the same repeat (median over repeats).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import platform
 import statistics
@@ -36,8 +41,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def kl_workload(kind: str, device: torch.device, iterations: int):
-    preset = density.get_preset("full")
+def kl_workload(kind: str, device: torch.device, iterations: int, compiled: bool = False):
+    preset = density.get_preset("full", compiled=compiled)
     torch.manual_seed(0)
     model = (density.build_nf(64, preset, direction="generative", device=device) if kind == "nf"
              else density.build_cnf(64, preset, device=device))
@@ -48,10 +53,11 @@ def kl_workload(kind: str, device: torch.device, iterations: int):
     return unit
 
 
-def odenet_workload(device: torch.device, iterations: int):
+def odenet_workload(device: torch.device, iterations: int, compiled: bool = False):
     preset = table1.get_preset("full")
     torch.manual_seed(0)
-    model = build_classifier("odenet", image_size=28, channels=preset.channels, solver=preset.solver("odenet")).to(device)
+    solver = dataclasses.replace(preset.solver("odenet"), compiled=compiled)
+    model = build_classifier("odenet", image_size=28, channels=preset.channels, solver=solver).to(device)
     images = torch.rand(preset.batch_size, 1, 28, 28, generator=torch.Generator().manual_seed(1)).to(device)
     labels = torch.randint(0, 10, (preset.batch_size,), generator=torch.Generator().manual_seed(2)).to(device)
     optimiser = torch.optim.SGD(model.parameters(), lr=0.01, momentum=preset.momentum)
@@ -78,6 +84,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (Colab and this repository's machine: 2)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=5, help="training iterations per timed unit")
+    parser.add_argument("--compile", action="store_true", help="also time the CNF and ODE-Net compiled")
     args = parser.parse_args()
     devices = [torch.device(d) for d in args.devices.split(",")]
     if len(devices) != 2:
@@ -91,6 +98,9 @@ def main() -> None:
     workloads = {"Fig. 4 NF, K = 64": lambda d: kl_workload("nf", d, args.iterations),
                  "Fig. 4 CNF, M = 64": lambda d: kl_workload("cnf", d, args.iterations),
                  "Table 1 ODE-Net": lambda d: odenet_workload(d, args.iterations)}
+    if args.compile:
+        workloads.update({"Fig. 4 CNF, M = 64, compiled": lambda d: kl_workload("cnf", d, args.iterations, True),
+                          "Table 1 ODE-Net, compiled": lambda d: odenet_workload(d, args.iterations, True)})
     print(f"| workload | s per iteration, {devices[0]} | s per iteration, {devices[1]} | ratio {devices[0]} / {devices[1]} |")
     print("|---|---|---|---|")
     for name, make in workloads.items():

@@ -385,3 +385,30 @@ def test_provenance_records_a_command_a_shell_can_run(monkeypatch):
     command = provenance(torch.device("cpu"))["command"]
     assert command == "python -m nodelib.experiments density --set 'ml_hidden=(32, 32)' --out 'a b'"
     assert shlex.split(command)[3:] == argv[1:]
+
+
+@pytest.mark.parametrize("kind, solver", [("odenet", dict(method="dopri5", adjoint=True, rtol=1e-6, atol=1e-6)),
+                                          ("rknet", dict(method="rk4", adjoint=False, steps=3))])
+def test_an_ode_block_on_the_own_stepping_gives_the_default_logits_gradients_and_counts(kind, solver):
+    """SolverSettings(compiled="eager"): nodelib's own steps (the compiled path, uncompiled) against
+    torchdiffeq's, in float64: the same logits, parameter gradients and evaluation counts."""
+    x, y = torch.rand(3, 1, 8, 8, dtype=torch.float64), torch.tensor([1, 4, 7])
+
+    def run(compiled):
+        torch.manual_seed(5)
+        model = build_classifier(kind, image_size=8, channels=4,
+                                 solver=SolverSettings(**solver, compiled=compiled)).double()
+        logits = model(x)
+        nn.functional.cross_entropy(logits, y).backward()
+        block = next(m for m in model if isinstance(m, ODEBlock))
+        return logits, [p.grad for p in model.parameters()], block.stats
+
+    (logits, grads, stats), (own_logits, own_grads, own_stats) = run(False), run("eager")
+    assert rel(own_logits, logits) < 1e-12 and rel(own_grads, grads) < 1e-10
+    assert (own_stats.nfe_forward, own_stats.nfe_backward) == (stats.nfe_forward, stats.nfe_backward)
+    assert stats.nfe_forward > 0 and (stats.nfe_backward > 0) == solver["adjoint"]
+
+
+def test_solver_settings_refuse_a_bad_compiled_flag():
+    with pytest.raises(ValueError, match="compiled must be False, True or 'eager'"):
+        SolverSettings("dopri5", adjoint=True, compiled="yes")

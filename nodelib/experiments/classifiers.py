@@ -27,12 +27,13 @@ head ``12 C + 10``. At ``C = 64``, ``n = 2``: ResNet 576,778, ODE-Net and RK-Net
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from ..adjoint import odeint_adjoint
+from ..compiled import check_compiled_flag, odeint_compiled
 from ..dynamics import ConvField
 from ..solve import SolveStats, odeint
 
@@ -52,6 +53,9 @@ class SolverSettings:
         adjoint: gradients by the adjoint method (``True``) or by backpropagation through the steps.
         rtol, atol: tolerances of adaptive methods.
         steps: number of equal steps of a fixed-grid method over ``[0, 1]`` (``None`` for adaptive ones).
+        compiled: nodelib's own stepping (``"dopri5"`` or ``"rk4"``), compiled by ``torch.compile``
+            (``True``) or not (``"eager"``): :func:`nodelib.odeint_adjoint`'s ``compiled`` with the adjoint,
+            :func:`nodelib.odeint_compiled` without; ``False`` (default) steps with torchdiffeq.
     """
 
     method: str
@@ -59,6 +63,10 @@ class SolverSettings:
     rtol: float = 1e-3
     atol: float = 1e-3
     steps: Optional[int] = None
+    compiled: Union[bool, str] = False
+
+    def __post_init__(self):
+        check_compiled_flag(self.compiled)
 
 
 def norm_groups(channels: int) -> int:
@@ -100,9 +108,13 @@ class ODEBlock(nn.Module):
         s = self.solver
         t = torch.tensor([0.0, 1.0], dtype=z.dtype, device=z.device)
         options = None if s.steps is None else {"step_size": 1.0 / s.steps}
-        solve = odeint_adjoint if s.adjoint else odeint
+        if s.adjoint:
+            return odeint_adjoint(self.field, z, t, rtol=s.rtol, atol=s.atol, method=s.method, options=options,
+                                  stats=self.stats, compiled=s.compiled)[-1]
+        solve = odeint_compiled if s.compiled else odeint
+        kwargs = {"compile_step": s.compiled is True} if s.compiled else {}
         return solve(self.field, z, t, rtol=s.rtol, atol=s.atol, method=s.method, options=options,
-                     stats=self.stats)[-1]
+                     stats=self.stats, **kwargs)[-1]
 
 
 def downsampling_steps(image_size: int) -> int:
