@@ -87,6 +87,21 @@ def test_a_quiet_run_prints_nothing(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_the_training_spirals_future_error_is_the_returned_models_on_the_unseen_times(tmp_path):
+    """train_future_rmse: the trained model's predictions of the training spirals' times after the
+    window (never used in training), recomputed here from the returned models by hand."""
+    results, models = latent.run("quick", quiet=True, return_models=True, **{**TINY, "observations": (5,)})
+    data = latent.make_data(latent.get_preset("quick", **{**TINY, "observations": (5,)}), 5)
+    train, (times, values) = data["train"], data["train_obs"]
+    for kind in latent.MODELS:
+        model = models[(kind, 5)]
+        with torch.no_grad():
+            predicted = (model.predict(times, values, train.future_times) if kind == "latent_ode"
+                         else model.forecast(times, values, train.future_times))
+        by_hand = (predicted - train.observed[:, train.n_window:]).pow(2).mean().sqrt()
+        assert abs(results["runs"]["5"][kind]["train_future_rmse"] - float(by_hand)) < 1e-6
+
+
 def test_the_figures_are_drawn_from_the_runs_models(tmp_path):
     results, models = latent.run("quick", out=str(tmp_path), return_models=True, quiet=True,
                                  **{**TINY, "observations": (5,)})
