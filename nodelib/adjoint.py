@@ -416,7 +416,7 @@ def odeint_adjoint(func: Callable, y0: Union[Tensor, Tuple[Tensor, ...]], t: Ten
             the backward solve restarts its reconstruction of ``z`` from each of them, which bounds
             the error of reverse-time reconstruction (memory grows by one state per checkpoint).
         stats: a :class:`~nodelib.SolveStats` to which forward and backward counts are added.
-        compiled: opt in to nodelib's own stepping (:func:`nodelib.compiled.odeint_compiled`) for both
+        compiled: opt in to nodelib's own stepping (:func:`nodelib.odeint_compiled`) for both
             solves, each step one graph compiled by ``torch.compile``, in the backward solve with the
             augmented dynamics inside it (:class:`~nodelib.adjoint.FunctionalAugmentedDynamics`);
             ``"eager"`` takes the same steps
