@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from worker_protocol import announce, serve
+
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-jax"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -119,17 +121,9 @@ def _torch_worker(problem_path: str, results_path: str, tanh_fallback: bool) -> 
     with torch.no_grad():
         z1 = nodelib.odeint(field, y0, t, **TOLERANCE)[-1]
     np.savez(results_path, z1=z1.numpy(), **grads)
-    print("@@ " + json.dumps({"compile_s": compile_s, "nfe": counts, "torch": torch.__version__,
-                              "torchdiffeq": torchdiffeq.__version__}), flush=True)
-    for line in sys.stdin:
-        if line.strip() != "run":
-            break
-        times = {}
-        for name, kwargs in variants.items():
-            cpu, wall = time.process_time(), time.perf_counter()
-            step(kwargs)
-            times[name] = [time.process_time() - cpu, time.perf_counter() - wall]
-        print("@@ " + json.dumps(times), flush=True)
+    announce({"compile_s": compile_s, "nfe": counts, "torch": torch.__version__,
+              "torchdiffeq": torchdiffeq.__version__})
+    serve({name: (lambda kwargs=kwargs: step(kwargs)) for name, kwargs in variants.items()})
 
 
 # ----------------------------------------------------------------------------- the driver

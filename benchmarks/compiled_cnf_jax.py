@@ -13,7 +13,6 @@ This file imports only numpy, JAX and diffrax: nodelib never depends on them.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -22,6 +21,8 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from worker_protocol import announce, serve
 
 DIM = 2
 
@@ -84,17 +85,9 @@ def main() -> None:
     grads = {name: np.concatenate([np.ravel(g) for pair in step(params) for g in pair])
              for name, step in steps.items()}
     np.savez(results, **{f"grad {name}": g for name, g in grads.items()})
-    print("@@ " + json.dumps({"compile_s": compile_s, "steps_forward": int(stats["num_steps"]),
-                              "jax": jax.__version__, "diffrax": diffrax.__version__}), flush=True)
-    for line in sys.stdin:
-        if line.strip() != "run":
-            break
-        times = {}
-        for name, step in steps.items():
-            cpu, wall = time.process_time(), time.perf_counter()
-            jax.block_until_ready(step(params))
-            times[name] = [time.process_time() - cpu, time.perf_counter() - wall]
-        print("@@ " + json.dumps(times), flush=True)
+    announce({"compile_s": compile_s, "steps_forward": int(stats["num_steps"]), "jax": jax.__version__,
+              "diffrax": diffrax.__version__})
+    serve({name: (lambda step=step: jax.block_until_ready(step(params))) for name, step in steps.items()})
 
 
 if __name__ == "__main__":
