@@ -412,3 +412,27 @@ def test_an_ode_block_on_the_own_stepping_gives_the_default_logits_gradients_and
 def test_solver_settings_refuse_a_bad_compiled_flag():
     with pytest.raises(ValueError, match="compiled must be False, True or 'eager'"):
         SolverSettings("dopri5", adjoint=True, compiled="yes")
+
+
+def test_table1_on_the_own_stepping_trains_the_same_models(tmp_path):
+    """run(compiled="eager"): the RK-Net and the ODE-Net on nodelib's own steps (the compiled path,
+    uncompiled) train as on torchdiffeq's, to float32 rounding, with the same evaluation counts."""
+    options = dict(models=["rknet", "odenet"], epochs=1, train_limit=96, threads=1, seed=3, verbose=False)
+    default, own = run_mnist("quick", **options), run_mnist("quick", compiled="eager", **options)
+    assert default["compiled"] is False and own["compiled"] == "eager"
+    for kind in ("rknet", "odenet"):
+        a, b = default["models"][kind], own["models"][kind]
+        assert a["nfe_forward"] == b["nfe_forward"] and a["nfe_backward"] == b["nfe_backward"]
+        losses_a, losses_b = np.array(a["history"]["train_loss"]), np.array(b["history"]["train_loss"])
+        assert np.abs(losses_a - losses_b).max() < 1e-4 * np.abs(losses_a).max(), (losses_a, losses_b)
+    with pytest.raises(ValueError, match="compiled must be False, True or 'eager'"):
+        run_mnist("quick", compiled=1, **options)
+
+
+def test_the_command_line_passes_compile_to_table1(monkeypatch, tmp_path):
+    import nodelib.experiments.__main__ as cli
+    seen = {}
+    monkeypatch.setattr(cli, "run", lambda *a, **k: seen.update(k) or {"status": "complete"})
+    for flag, expected in (([], False), (["--compile"], True)):
+        assert command_line(["mnist", "--out", str(tmp_path / "out"), *flag]) == 0
+        assert seen["compiled"] is expected

