@@ -1,11 +1,15 @@
 """GitHub issue 24's MLP problem, forward + backward: nodelib default, nodelib compiled, torchdiffeq, diffrax.
 
-    python benchmarks/compiled.py [--repeats 15] [--out results/compiled-benchmark/results.json]
+    python benchmarks/compiled.py [--problem both] [--repeats 15] [--out results/compiled-benchmark/results.json]
 
 The problem: ``nodelib.MLPField(2, hidden=(64, 64))`` (tanh, input ``[z, t]``), batch 512, t in [0, 1],
-float32, dopri5 at rtol = atol = 1e-5, forward and backward of a squared-error loss on ``z(1)``, one thread.
+float32, forward and backward of a squared-error loss on ``z(1)``, one thread, solved by one of two methods
+(``--problem``; by default both, one after the other): ``dopri5`` at rtol = atol = 1e-5, or ``rk4``,
+torchdiffeq's 3/8 rule, at 100 steps of 0.01 (diffrax has no such solver: ``compiled_jax.py`` defines it from
+its Butcher tableau).
 
-Three worker processes solve it, each with the same weights, ``y0`` and target (a ``.npz`` file):
+For each method, three worker processes solve it, each with the same weights, ``y0`` and target (a ``.npz``
+file):
 
 * PyTorch (this file, ``--worker``): ``nodelib.odeint_adjoint`` (the default path), ``odeint_adjoint(...,
   compiled="eager")`` (nodelib's own stepping, uncompiled), ``odeint_adjoint(..., compiled=True)`` and
@@ -20,8 +24,9 @@ Each worker compiles and warms up first (compile times are reported), writes its
 then waits. The workers then take turns, one computing at a time: a round asks each for one timed call of
 each of its variants. Reported: medians over the rounds of the process CPU time and the wall time (ms),
 ratios to diffrax's ``BacksolveAdjoint``, and the agreement of ``z(1)`` and of the gradients across sides;
-the same numbers, with the run's provenance, go to ``--out`` (by default where chapter "Faster and more
-accurate adjoints" reads them).
+the same numbers, with the run's provenance, go to ``--out``: dopri5's at the top level, rk4's under the key
+``"rk4"``. By default, a run of both problems goes where chapter "Faster and more accurate adjoints" reads
+it, a run of one is not written.
 """
 from __future__ import annotations
 
@@ -44,6 +49,11 @@ VENV = HERE / ".venv-jax"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
+#: The solver arguments of each problem, for ``nodelib`` and ``torchdiffeq``.
+SOLVERS = {"dopri5": dict(method="dopri5", **TOLERANCE), "rk4": dict(method="rk4", options=dict(step_size=0.01))}
+#: How close diffrax's ``z(1)`` must come to ``nodelib.odeint``'s (relative): dopri5's steps differ slightly
+#: between the two, rk4's are the same.
+AGREEMENT = {"dopri5": 1e-4, "rk4": 1e-5}
 REFERENCE = "diffrax BacksolveAdjoint"
 RECORDED = HERE.parent / "results" / "compiled-benchmark" / "results.json"
 
@@ -75,8 +85,9 @@ def write_problem(path: Path) -> None:
 
 # ----------------------------------------------------------------------------- the PyTorch worker
 
-def _torch_worker(problem_path: str, results_path: str, tanh_fallback: bool) -> None:
-    """Load the problem, warm up (compile) each variant, write ``z(1)`` and gradients, then answer ``run``."""
+def _torch_worker(problem_path: str, results_path: str, tanh_fallback: bool, method: str) -> None:
+    """Load the problem, warm up (compile) each variant for ``method`` (a key of ``SOLVERS``), write ``z(1)``
+    and gradients, then answer ``run``."""
     import torch
     import torchdiffeq
 
@@ -92,7 +103,7 @@ def _torch_worker(problem_path: str, results_path: str, tanh_fallback: bool) -> 
             layer.weight.copy_(torch.from_numpy(problem[f"w{i}"]))
             layer.bias.copy_(torch.from_numpy(problem[f"b{i}"]))
     y0, target = torch.from_numpy(problem["y0"]), torch.from_numpy(problem["target"])
-    t = torch.tensor([0.0, 1.0])
+    t, solver = torch.tensor([0.0, 1.0]), SOLVERS[method]
     if tanh_fallback:
         variants = {"nodelib compiled, tanh fallback": dict(compiled=True)}
     else:
@@ -101,9 +112,9 @@ def _torch_worker(problem_path: str, results_path: str, tanh_fallback: bool) -> 
 
     def step(kwargs, stats=None):
         if kwargs is None:
-            z1 = torchdiffeq.odeint_adjoint(field, y0, t, method="dopri5", **TOLERANCE)[-1]
+            z1 = torchdiffeq.odeint_adjoint(field, y0, t, **solver)[-1]
         else:
-            z1 = nodelib.odeint_adjoint(field, y0, t, stats=stats, **TOLERANCE, **kwargs)[-1]
+            z1 = nodelib.odeint_adjoint(field, y0, t, stats=stats, **solver, **kwargs)[-1]
         ((z1 - target) ** 2).mean().backward()
         grads = torch.cat([p.grad.reshape(-1) for p in field.parameters()])
         field.zero_grad(set_to_none=True)
@@ -119,7 +130,7 @@ def _torch_worker(problem_path: str, results_path: str, tanh_fallback: bool) -> 
         compile_s[name] = first - (time.perf_counter() - start)
         counts[name] = [stats.nfe_forward, stats.nfe_backward] if kwargs is not None else None
     with torch.no_grad():
-        z1 = nodelib.odeint(field, y0, t, **TOLERANCE)[-1]
+        z1 = nodelib.odeint(field, y0, t, **solver)[-1]
     np.savez(results_path, z1=z1.numpy(), **grads)
     announce({"compile_s": compile_s, "nfe": counts, "torch": torch.__version__,
               "torchdiffeq": torchdiffeq.__version__})
@@ -157,44 +168,37 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b.astype(np.float64)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--out", type=Path, default=RECORDED, help="the JSON file of the results")
-    parser.add_argument("--worker", nargs=2, metavar=("PROBLEM", "RESULTS"), help=argparse.SUPPRESS)
-    parser.add_argument("--tanh-fallback", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        _torch_worker(*args.worker, args.tanh_fallback)
-        return
-    python, scratch = jax_python(), Path(tempfile.mkdtemp(prefix="compiled-bench-"))
-    write_problem(scratch / "problem.npz")
+def measure(method: str, repeats: int, python: Path, scratch: Path) -> dict:
+    """Start the three workers on the problem in ``scratch`` solved by ``method``, let them take turns for
+    ``repeats`` rounds, print the table and the agreement across sides, and return the record of the run."""
     env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(HERE.parent)}
     workers = {}
-    for key, command in (("torch", [sys.executable, __file__, "--worker"]),
-                         ("fallback", [sys.executable, __file__, "--tanh-fallback", "--worker"]),
+    for key, command in (("torch", [sys.executable, __file__, "--problem", method, "--worker"]),
+                         ("fallback", [sys.executable, __file__, "--problem", method, "--tanh-fallback", "--worker"]),
                          ("jax", [str(python), str(HERE / "compiled_jax.py")])):
-        cache = {"TORCHINDUCTOR_CACHE_DIR": str(scratch / f"inductor-{key}")}  # a first compile, per worker
-        workers[key] = Worker(command + [str(scratch / "problem.npz"), str(scratch / f"{key}.npz")],
-                              {**env, **cache})
-        print(f"{key} ready: {json.dumps(workers[key].info)}", flush=True)
+        files = [str(scratch / "problem.npz"), str(scratch / f"{method}-{key}.npz")]
+        arguments = files + [method] if key == "jax" else files
+        cache = {"TORCHINDUCTOR_CACHE_DIR": str(scratch / f"inductor-{method}-{key}")}  # a first compile, per worker
+        workers[key] = Worker(command + arguments, {**env, **cache})
+        print(f"{method}, {key} ready: {json.dumps(workers[key].info)}", flush=True)
     runs: dict = {}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for worker in workers.values():
             for name, value in worker.run().items():
                 runs.setdefault(name, []).append(value)
     for worker in workers.values():
         worker.close()
 
-    results = {key: np.load(scratch / f"{key}.npz") for key in workers}
+    results = {key: np.load(scratch / f"{method}-{key}.npz") for key in workers}
     info = {key: worker.info for key, worker in workers.items()}
     cpu = {name: statistics.median(v[0] for v in values) * 1e3 for name, values in runs.items()}
     wall = {name: statistics.median(v[1] for v in values) * 1e3 for name, values in runs.items()}
     compile_s = {**info["torch"]["compile_s"], **info["fallback"]["compile_s"], **info["jax"]["compile_s"]}
     nfe = {**info["torch"]["nfe"], **info["fallback"]["nfe"]}
+    setting = "dopri5 rtol = atol = 1e-5" if method == "dopri5" else "rk4 (3/8 rule), 100 steps of 0.01"
     print(f"\ntorch {info['torch']['torch']}, torchdiffeq {info['torch']['torchdiffeq']}, "
           f"jax {info['jax']['jax']}, diffrax {info['jax']['diffrax']}; float32, batch 512, "
-          f"dopri5 rtol = atol = 1e-5, one thread; median of {args.repeats} alternating rounds\n")
+          f"{setting}, one thread; median of {repeats} alternating rounds\n")
     print(f"| solver | CPU ms | wall ms | CPU / {REFERENCE} | NFE fwd, bwd | compile s |\n"
           f"|---|---|---|---|---|---|")
     for name in cpu:
@@ -202,30 +206,53 @@ def main() -> None:
         print(f"| {name} | {cpu[name]:.2f} | {wall[name]:.2f} | {cpu[name] / cpu[REFERENCE]:.2f} | "
               f"{'%d, %d' % tuple(counts) if counts else '-'} | {compile_s[name]:.1f} |")
     z1 = results["torch"]["z1"]
+    z1_difference = _rel(results["jax"]["z1"], z1)
     reference_grad = results["torch"]["grad nodelib default"]
+    gradient_difference = {name[5:]: _rel(results[key][name], reference_grad)
+                           for key in workers for name in results[key].files
+                           if name.startswith("grad ") and name != "grad nodelib default"}
     print(f"\ndiffrax forward steps: {info['jax']['steps_forward']}")
-    print(f"z(1), diffrax against nodelib.odeint: relative difference {_rel(results['jax']['z1'], z1):.1e}")
-    for key in workers:
-        for name in results[key].files:
-            if name.startswith("grad ") and name != "grad nodelib default":
-                print(f"gradient, {name[5:]} against nodelib default: relative difference "
-                      f"{_rel(results[key][name], reference_grad):.1e}")
-    assert _rel(results["jax"]["z1"], z1) < 1e-4, "the two sides do not solve the same problem"
+    print(f"z(1), diffrax against nodelib.odeint: relative difference {z1_difference:.1e}")
+    for name, difference in gradient_difference.items():
+        print(f"gradient, {name} against nodelib default: relative difference {difference:.1e}")
+    assert z1_difference < AGREEMENT[method], "the two sides do not solve the same problem"
+    settings = TOLERANCE if method == "dopri5" else SOLVERS[method]["options"]
+    return {"config": {"field": "MLPField(2, hidden=(64, 64))", "batch": 512, "t": [0.0, 1.0], "method": method,
+                       **settings, "dtype": "float32", "threads": 1, "repeats": repeats},
+            "cpu_ms": cpu, "wall_ms": wall, "reference": REFERENCE,
+            "ratio_to_reference": {name: cpu[name] / cpu[REFERENCE] for name in cpu},
+            "nfe": nfe, "compile_s": compile_s, "diffrax_steps_forward": info["jax"]["steps_forward"],
+            "z1_difference_diffrax": z1_difference, "gradient_difference_to_default": gradient_difference,
+            "versions": {"jax": info["jax"]["jax"], "diffrax": info["jax"]["diffrax"]}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problem", choices=("dopri5", "rk4", "both"), default="both")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", type=Path, help=f"the JSON file of the results (default: "
+                        f"{RECORDED.relative_to(HERE.parent)} for --problem both, none for one problem)")
+    parser.add_argument("--worker", nargs=2, metavar=("PROBLEM", "RESULTS"), help=argparse.SUPPRESS)
+    parser.add_argument("--tanh-fallback", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _torch_worker(*args.worker, args.tanh_fallback, args.problem)
+        return
+    python, scratch = jax_python(), Path(tempfile.mkdtemp(prefix="compiled-bench-"))
+    write_problem(scratch / "problem.npz")
+    methods = ("dopri5", "rk4") if args.problem == "both" else (args.problem,)
+    records = {method: measure(method, args.repeats, python, scratch) for method in methods}
+    out = args.out or (RECORDED if args.problem == "both" else None)
+    if out is None:
+        return
     from nodelib.experiments.runs import provenance
     from nodelib.storage import write_json_atomic
     import torch
     torch.set_num_threads(1)
-    write_json_atomic(args.out, {
-        "experiment": "compiled-benchmark", "preset": "cpu", "status": "complete",
-        "config": {"field": "MLPField(2, hidden=(64, 64))", "batch": 512, "t": [0.0, 1.0], "method": "dopri5",
-                   **TOLERANCE, "dtype": "float32", "threads": 1, "repeats": args.repeats},
-        "cpu_ms": cpu, "wall_ms": wall, "reference": REFERENCE,
-        "ratio_to_reference": {name: cpu[name] / cpu[REFERENCE] for name in cpu},
-        "nfe": nfe, "compile_s": compile_s, "diffrax_steps_forward": info["jax"]["steps_forward"],
-        "z1_difference_diffrax": _rel(results["jax"]["z1"], z1),
-        "versions": {"jax": info["jax"]["jax"], "diffrax": info["jax"]["diffrax"]},
-        "provenance": provenance(torch.device("cpu"))})
-    print(f"written to {args.out}")
+    dopri5 = records.pop("dopri5", {})  # at the top level, where chapter 5 reads it; rk4 under "rk4"
+    write_json_atomic(out, {"experiment": "compiled-benchmark", "preset": "cpu", "status": "complete", **dopri5,
+                            **records, "provenance": provenance(torch.device("cpu"))})
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ def test_describe_and_training_time_on_synthetic_runs(tmp_path):
                 "config": {"method": "dopri5", "rtol": 1e-5, "batch": 512, "repeats": 15}}
     assert describe(compiled) == ("The compiled path against the default adjoint, torchdiffeq and diffrax, dopri5 "
                                   "at 1e-5, batch 512, medians of 15 alternating rounds")
+    assert describe({**compiled, "rk4": {}}).endswith("medians of 15 alternating rounds (and rk4 at 100 steps)")
     for name, results in (("a", mnist), ("b", density)):
         (tmp_path / name).mkdir()
         provenance = {"device": "cpu", "device_name": "CPU X", "cpu_threads": 2, "python": "3.11", "torch": "2",

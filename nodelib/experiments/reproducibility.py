@@ -76,8 +76,9 @@ def describe(results: dict) -> str:
         problem = (f"{config.get('method')} at {config.get('rtol'):g}".replace("e-0", "e-")
                    + f", batch {config.get('batch')}, medians of {config.get('repeats')}")
         if results["experiment"] == "compiled-benchmark":
+            also = " (and rk4 at 100 steps)" if "rk4" in results else ""
             return (f"The compiled path against the default adjoint, torchdiffeq and diffrax, {problem} "
-                    f"alternating rounds")
+                    f"alternating rounds{also}")
         return f"Where the adjoint's time goes: field, vector-Jacobian products and the rest, {problem} runs"
     return str(results.get("experiment"))
 
