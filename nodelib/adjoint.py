@@ -210,7 +210,9 @@ def _make_norm(norm: Norm, state_shapes: Sequence[torch.Size], param_shapes: Seq
                ) -> Callable[[Tensor], Tensor]:
     """Error norm of the backward solve over the blocks (z, a_z, a_θ) of the flat state.
 
-    The default takes the largest RMS of the three blocks (as torchdiffeq does); ``"seminorm"``
+    The default takes the largest RMS of the three blocks (torchdiffeq's default mixed norm takes the
+    largest over every state tensor and every parameter tensor separately, and a time block, so its
+    backward steps can differ slightly: 38 backward evaluations against 37 on Table 1's ODE-Net); ``"seminorm"``
     leaves ``a_θ`` out of error control (Kidger et al. 2021): ``a_θ`` never feeds back into the
     dynamics, so its error does not compound and need not shrink the step. A callable takes either
     the three blocks or, as in torchdiffeq, one tuple ``(a_t, *y, *a_y, *a_θ)`` of tensors shaped
