@@ -318,7 +318,7 @@ def train_model(kind: str, preset: Preset, data: TensorData, *, device: torch.de
                 verbose: bool = True, compiled: Union[bool, str] = False) -> ModelRun:
     """Train one model of Table 1 with ``preset`` on ``data``, resuming from ``checkpoint`` if it exists.
     ``compiled`` puts the ODE blocks (RK-Net's and ODE-Net's) on nodelib's compiled path
-    (:class:`~nodelib.experiments.SolverSettings`' ``compiled``): the same training, to rounding.
+    (``SolverSettings(compiled=...)``): the same training, to rounding.
 
     After every epoch: a progress line, the test error, and a checkpoint (model, optimizer, epoch,
     data-order generator, history). When ``time.monotonic()`` passes ``deadline``, training stops
