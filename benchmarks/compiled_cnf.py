@@ -41,6 +41,7 @@ from nodelib.data import energies
 from nodelib.experiments import density
 
 from compiled import ONE_THREAD, Worker, jax_python
+from worker_protocol import rotating_rounds
 
 VARIANTS = {"nodelib default": False, "nodelib compiled": True, "nodelib compiled='eager'": "eager"}
 
@@ -114,8 +115,8 @@ def main() -> None:
 
     runs = {name: [] for name in grads}
     turns = list(models) + (["diffrax"] if args.diffrax else [])
-    for i in range(args.repeats):  # the order rotates: the turn after the JAX worker's runs with colder caches
-        for name in turns[i % len(turns):] + turns[:i % len(turns)]:
+    for order in rotating_rounds(turns, args.repeats):
+        for name in order:
             if name == "diffrax":
                 for jax_name, value in worker.run().items():
                     runs[jax_name].append(value)

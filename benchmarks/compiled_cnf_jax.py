@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from worker_protocol import announce, serve
+from worker_protocol import announce, compile_times, serve
 
 DIM = 2
 
@@ -73,14 +72,8 @@ def main() -> None:
                 "diffrax RecursiveCheckpointAdjoint": diffrax.RecursiveCheckpointAdjoint()}
     steps = {name: jax.jit(jax.grad(lambda p, adjoint=adjoint: loss(p, z0, adjoint)[0]))
              for name, adjoint in adjoints.items()}
-    compile_s = {}
-    for name, step in steps.items():
-        start = time.perf_counter()
-        jax.block_until_ready(step(params))
-        first = time.perf_counter() - start
-        start = time.perf_counter()
-        jax.block_until_ready(step(params))
-        compile_s[name] = first - (time.perf_counter() - start)
+    compile_s = compile_times({name: (lambda step=step: jax.block_until_ready(step(params)))
+                               for name, step in steps.items()})
     stats = jax.jit(lambda p: loss(p, z0, diffrax.RecursiveCheckpointAdjoint())[1])(params)
     grads = {name: np.concatenate([np.ravel(g) for pair in step(params) for g in pair])
              for name, step in steps.items()}

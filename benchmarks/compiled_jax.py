@@ -15,7 +15,6 @@ diffrax: nodelib never depends on them.
 from __future__ import annotations
 
 import sys
-import time
 from typing import ClassVar
 
 import diffrax
@@ -23,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from worker_protocol import announce, serve
+from worker_protocol import announce, compile_times, serve
 
 
 def field(t, z, params):
@@ -82,11 +81,8 @@ def main() -> None:
         def loss(p, adjoint=adjoint):
             return jnp.mean((solve(p, y0, adjoint, method)[0] - target) ** 2)
         steps[name] = jax.jit(jax.grad(loss))
-    compile_s = {}
-    for name, step in steps.items():
-        start = time.perf_counter()
-        jax.block_until_ready(step(params))
-        compile_s[name] = time.perf_counter() - start
+    compile_s = compile_times({name: (lambda step=step: jax.block_until_ready(step(params)))
+                               for name, step in steps.items()})
     z1, stats = jax.jit(lambda p: solve(p, y0, diffrax.RecursiveCheckpointAdjoint(), method))(params)
     grads = {name: np.concatenate([np.ravel(g) for pair in step(params) for g in pair])
              for name, step in steps.items()}

@@ -54,6 +54,7 @@ from nodelib.experiments import ODEBlock, build_classifier
 from nodelib.experiments import mnist as table1
 
 from compiled import ONE_THREAD, Worker, jax_python
+from worker_protocol import rotating_rounds
 
 #: ``SolverSettings.compiled`` of each variant (torchdiffeq's: the default model, whose block is then replaced)
 VARIANTS = {"nodelib default": False, "nodelib compiled": True, "nodelib compiled='eager'": "eager",
@@ -200,8 +201,8 @@ def main() -> None:
 
     runs = {name: [] for name in [*models, *(grads if args.diffrax else [])]}
     turns = list(models) + (["diffrax"] if args.diffrax else [])
-    for i in range(args.repeats):  # the order rotates: the turn after the JAX worker's runs with colder caches
-        for name in turns[i % len(turns):] + turns[:i % len(turns)]:
+    for order in rotating_rounds(turns, args.repeats):
+        for name in order:
             if name == "diffrax":
                 for jax_name, value in worker.run().items():
                     runs[jax_name].append(value)

@@ -24,14 +24,13 @@ diffrax: nodelib never depends on them.
 from __future__ import annotations
 
 import sys
-import time
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from worker_protocol import announce, serve
+from worker_protocol import announce, compile_times, serve
 
 GROUPS = 32  # nodelib.experiments.norm_groups(64)
 STEM = (("0", 1, 0), ("3", 2, 1), ("6", 2, 1))  # (name, stride, padding) of the stem's convolutions
@@ -107,14 +106,8 @@ def main() -> None:
                 "diffrax RecursiveCheckpointAdjoint": diffrax.RecursiveCheckpointAdjoint()}
     steps = {name: jax.jit(jax.grad(lambda p, adjoint=adjoint: loss(p, images, labels, adjoint)))
              for name, adjoint in adjoints.items()}
-    compile_s = {}
-    for name, step in steps.items():
-        start = time.perf_counter()
-        jax.block_until_ready(step(params))
-        first = time.perf_counter() - start
-        start = time.perf_counter()
-        jax.block_until_ready(step(params))
-        compile_s[name] = first - (time.perf_counter() - start)
+    compile_s = compile_times({name: (lambda step=step: jax.block_until_ready(step(params)))
+                               for name, step in steps.items()})
     logits, stats = jax.jit(lambda p: logits_and_stats(p, images, diffrax.RecursiveCheckpointAdjoint()))(params)
     grads = {}
     for name, step in steps.items():

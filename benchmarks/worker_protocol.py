@@ -1,4 +1,5 @@
-"""The protocol between ``benchmarks/compiled.py`` (or ``compiled_cnf.py``) and its worker processes.
+"""The protocol between the compiled-path benchmarks (``compiled.py``, ``compiled_cnf.py``,
+``compiled_odenet.py``) and their worker processes, and the timing pieces they share.
 
 A worker prints one line ``@@ {json}`` when it is ready (what it measured while warming up), then, for
 every line ``run`` on its standard input, makes one timed call of each of its variants and answers
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Iterator, List
 
 
 def announce(info: dict) -> None:
@@ -29,3 +30,25 @@ def serve(variants: Dict[str, Callable[[], object]]) -> None:
             call()
             times[name] = [time.process_time() - cpu, time.perf_counter() - wall]
         announce(times)
+
+
+def compile_times(calls: Dict[str, Callable[[], object]]) -> Dict[str, float]:
+    """Call each twice; the first call's extra seconds over the second, its compilation (wall clock)."""
+    seconds = {}
+    for name, call in calls.items():
+        start = time.perf_counter()
+        call()
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        call()
+        seconds[name] = first - (time.perf_counter() - start)
+    return seconds
+
+
+def rotating_rounds(turns: List[str], repeats: int) -> Iterator[List[str]]:
+    """The order of each of ``repeats`` rounds: ``turns`` rotated by one more place every round, so that
+    no variant always runs right after the same one (the turn after a worker process's starts with
+    colder caches)."""
+    for i in range(repeats):
+        k = i % len(turns)
+        yield turns[k:] + turns[:k]
