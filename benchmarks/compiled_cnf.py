@@ -41,7 +41,7 @@ from nodelib.data import energies
 from nodelib.experiments import density
 
 from compiled import ONE_THREAD, Worker, jax_python
-from worker_protocol import rotating_rounds
+from worker_protocol import take_turns
 
 VARIANTS = {"nodelib default": False, "nodelib compiled": True, "nodelib compiled='eager'": "eager"}
 
@@ -113,15 +113,8 @@ def main() -> None:
         print(f"gradient of {name} against the default: relative difference "
               f"{float((g - reference).norm() / reference.norm()):.1e}")
 
-    runs = {name: [] for name in grads}
-    turns = list(models) + (["diffrax"] if args.diffrax else [])
-    for order in rotating_rounds(turns, args.repeats):
-        for name in order:
-            if name == "diffrax":
-                for jax_name, value in worker.run().items():
-                    runs[jax_name].append(value)
-            else:
-                runs[name].append(timed(lambda: iteration(models[name], batch)))
+    local = {name: (lambda model=model: timed(lambda: iteration(model, batch))) for name, model in models.items()}
+    runs = take_turns(local, args.repeats, worker if args.diffrax else None)
     if args.diffrax:
         worker.close()
     print(f"\nmedians of {args.repeats} alternating rounds\n")

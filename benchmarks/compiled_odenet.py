@@ -54,7 +54,7 @@ from nodelib.experiments import ODEBlock, build_classifier
 from nodelib.experiments import mnist as table1
 
 from compiled import ONE_THREAD, Worker, jax_python
-from worker_protocol import rotating_rounds
+from worker_protocol import take_turns
 
 #: ``SolverSettings.compiled`` of each variant (torchdiffeq's: the default model, whose block is then replaced)
 VARIANTS = {"nodelib default": False, "nodelib compiled": True, "nodelib compiled='eager'": "eager",
@@ -199,17 +199,13 @@ def main() -> None:
     for name, g in grads.items():
         print(f"gradients of {name} against the default: {relative(g, reference_grads):.1e} relative")
 
-    runs = {name: [] for name in [*models, *(grads if args.diffrax else [])]}
-    turns = list(models) + (["diffrax"] if args.diffrax else [])
-    for order in rotating_rounds(turns, args.repeats):
-        for name in order:
-            if name == "diffrax":
-                for jax_name, value in worker.run().items():
-                    runs[jax_name].append(value)
-                continue
-            cpu, wall = clock(), time.perf_counter()
-            step(models[name], images, labels)
-            runs[name].append((clock() - cpu, time.perf_counter() - wall))
+    def timed(model: nn.Sequential) -> tuple:
+        cpu, wall = clock(), time.perf_counter()
+        step(model, images, labels)
+        return clock() - cpu, time.perf_counter() - wall
+
+    local = {name: (lambda model=model: timed(model)) for name, model in models.items()}
+    runs = take_turns(local, args.repeats, worker if args.diffrax else None)
     if args.diffrax:
         worker.close()
     references = ["nodelib default", *([REFERENCE] if args.diffrax else [])]

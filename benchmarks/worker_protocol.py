@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 
 def announce(info: dict) -> None:
@@ -45,10 +45,24 @@ def compile_times(calls: Dict[str, Callable[[], object]]) -> Dict[str, float]:
     return seconds
 
 
-def rotating_rounds(turns: List[str], repeats: int) -> Iterator[List[str]]:
+def rotating_rounds(turns: List[Optional[str]], repeats: int) -> Iterator[List[Optional[str]]]:
     """The order of each of ``repeats`` rounds: ``turns`` rotated by one more place every round, so that
     no variant always runs right after the same one (the turn after a worker process's starts with
     colder caches)."""
     for i in range(repeats):
         k = i % len(turns)
         yield turns[k:] + turns[:k]
+
+
+def take_turns(local: Dict[str, Callable[[], Tuple[float, float]]], repeats: int,
+               worker=None) -> Dict[str, list]:
+    """``repeats`` rounds in :func:`rotating_rounds` order: one call of each ``local`` variant (returning
+    ``(cpu s, wall s)``) and, with a ``worker`` (``compiled.py``'s ``Worker``), one ``run`` of all of its
+    variants. Returns every variant's list of ``(cpu s, wall s)``, the local ones first."""
+    runs = {name: [] for name in local}
+    turns = [*local, *([None] if worker is not None else [])]
+    for order in rotating_rounds(turns, repeats):
+        for name in order:
+            for key, value in (worker.run() if name is None else {name: local[name]()}).items():
+                runs.setdefault(key, []).append(value)
+    return runs
