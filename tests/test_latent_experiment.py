@@ -105,7 +105,7 @@ def test_the_training_spirals_future_error_is_the_returned_models_on_the_unseen_
 def test_the_figures_are_drawn_from_the_runs_models(tmp_path):
     results, models = latent.run("quick", out=str(tmp_path), return_models=True, quiet=True,
                                  **{**TINY, "observations": (5,)})
-    paths = latent.save_figures(results, models, str(tmp_path), n=5)
+    paths = latent.save_figures(results, models, str(tmp_path), n_obs=5)
     assert [p.name for p in paths] == ["fig8.png", "fig9.png"] and all(p.stat().st_size > 10_000 for p in paths)
     fig = latent.plot_extrapolations(models, latent.make_data(latent.get_preset("quick", **TINY), 5), 5, paths=3)
     assert [ax.get_title() for ax in fig.axes] == ["RNN, time differences, N = 5", "Latent ODE, N = 5",

@@ -104,12 +104,14 @@ def spirals(n_series: int = 1000, *, n_window: int = 100, n_future: int = 100, s
     return Spirals(times.to(dtype), clean.to(dtype), observed.to(dtype), counter_clockwise, n_window, float(noise))
 
 
-def irregular_observations(data: Spirals, n: int, *, seed: int = 0) -> Tuple[Tensor, Tensor]:
-    """For each spiral, ``n`` of the window's ``n_window`` grid times drawn without replacement, sorted.
+def irregular_observations(data: Spirals, n_obs: int, *, seed: int = 0) -> Tuple[Tensor, Tensor]:
+    """For each spiral, ``n_obs`` (the chapter's :math:`N`) of the window's ``n_window`` grid times
+    drawn without replacement, sorted.
 
     Returns:
-        ``(times, values)`` of shapes ``(N, n)`` and ``(N, n, 2)``: the drawn times and the noisy
-        observations there (a batch of series for :mod:`nodelib.latent`, without padding).
+        ``(times, values)`` of shapes ``(B, N)`` and ``(B, N, 2)`` for ``B`` spirals: the drawn
+        times and the noisy observations there (a batch of series for :mod:`nodelib.latent`,
+        without padding).
 
     Example:
         >>> from nodelib.data.spirals import spirals, irregular_observations
@@ -117,9 +119,9 @@ def irregular_observations(data: Spirals, n: int, *, seed: int = 0) -> Tuple[Ten
         >>> tuple(times.shape), tuple(values.shape), bool((times[:, 1:] > times[:, :-1]).all())
         ((3, 30), (3, 30, 2), True)
     """
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= data.n_window:
-        raise ValueError(f"n must be an int in [1, n_window = {data.n_window}], got {n!r}.")
+    if isinstance(n_obs, bool) or not isinstance(n_obs, int) or not 1 <= n_obs <= data.n_window:
+        raise ValueError(f"n_obs must be an int in [1, n_window = {data.n_window}], got {n_obs!r}.")
     generator = torch.Generator().manual_seed(seed)
-    picks = torch.stack([torch.randperm(data.n_window, generator=generator)[:n] for _ in range(len(data.clean))])
+    picks = torch.stack([torch.randperm(data.n_window, generator=generator)[:n_obs] for _ in range(len(data.clean))])
     picks = picks.sort(dim=1).values
     return data.times[picks], torch.gather(data.observed, 1, picks[..., None].expand(-1, -1, 2))

@@ -1,14 +1,15 @@
 """Table 2 of :cite:`chen2018neural`: the latent ODE against two RNNs on bi-directional spirals
 (chapter "Latent ODEs for irregular time series").
 
-For each number ``n`` of irregular observations per spiral, three models are trained on the training
-spirals: the latent ODE (:class:`nodelib.latent.LatentODE`, by its ELBO), the RNN and the RNN with
-time differences (:class:`nodelib.recurrent.RNNForecaster`, by their Gaussian negative
-log-likelihood). Each then predicts the ``n_future`` grid times after the observation window of every
-test spiral from its ``n`` observations; the score is the root-mean-square error against the noisy
-observations there, and the comparison of two models is paired over the same test spirals. The same
-score on the training spirals (``train_future_rmse``: their times after the window, which training
-never sees) serves for choices such as the likelihood's ``σ`` without the test spirals.
+For each number ``N`` of irregular observations per spiral (the preset's ``observations``), three
+models are trained on the training spirals: the latent ODE (:class:`nodelib.latent.LatentODE`, by its
+ELBO), the RNN and the RNN with time differences (:class:`nodelib.recurrent.RNNForecaster`, by their
+Gaussian negative log-likelihood). Each then predicts the ``n_future`` grid times after the
+observation window of every test spiral from its ``N`` observations; the score is the
+root-mean-square error against the noisy observations there, and the comparison of two models is
+paired over the same test spirals. The same score on the training spirals (``train_future_rmse``:
+their times after the window, which training never sees) serves for choices such as the
+likelihood's ``σ`` without the test spirals.
 
 Command line: ``python -m nodelib.experiments latent --preset quick --out results/latent-quick``.
 """
@@ -104,13 +105,14 @@ def get_preset(name: str, **overrides) -> LatentPreset:
     return dataclasses.replace(cfg, observations=observations)
 
 
-def make_data(cfg: LatentPreset, n: int) -> dict:
-    """The training and test spirals and their ``n`` irregular observations (seeds fixed by ``cfg.seed``)."""
+def make_data(cfg: LatentPreset, n_obs: int) -> dict:
+    """The training and test spirals and their ``n_obs`` (the chapter's ``N``) irregular observations
+    (seeds fixed by ``cfg.seed``)."""
     data = spirals(cfg.n_series, n_window=cfg.n_window, n_future=cfg.n_future, step=cfg.step, speed=cfg.speed,
                    r_min=cfg.r_min, max_start=cfg.max_start, noise=cfg.noise, seed=cfg.seed)
     train, test = data.split(cfg.n_train)
-    return {"train": train, "test": test, "train_obs": irregular_observations(train, n, seed=cfg.seed + 1),
-            "test_obs": irregular_observations(test, n, seed=cfg.seed + 2)}
+    return {"train": train, "test": test, "train_obs": irregular_observations(train, n_obs, seed=cfg.seed + 1),
+            "test_obs": irregular_observations(test, n_obs, seed=cfg.seed + 2)}
 
 
 def build(kind: str, cfg: LatentPreset) -> nn.Module:
@@ -197,19 +199,19 @@ def _plain(cfg: LatentPreset) -> dict:
 def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[float] = None,
         threads: Optional[int] = None, verbose: bool = False, quiet: bool = False, return_models: bool = False,
         models: Tuple[str, ...] = MODELS, **overrides):
-    """Train the models of Table 2 for each ``n`` in the preset and return the results (also written to
-    ``out/results.json`` when ``out`` is given).
+    """Train the models of Table 2 for each ``N`` in the preset's ``observations`` and return the
+    results (also written to ``out/results.json`` when ``out`` is given).
 
     Args:
-        preset: ``"quick"`` (300 spirals, ``n = 30``, 600 iterations: under a minute on a CPU) or
-            ``"full"`` (1,000 spirals, ``n`` = 30, 50, 100, 5,000 iterations).
+        preset: ``"quick"`` (300 spirals, ``N = 30``, 600 iterations: under a minute on a CPU) or
+            ``"full"`` (1,000 spirals, ``N`` = 30, 50, 100, 5,000 iterations).
         out: folder for ``results.json`` and ``checkpoints/``; a rerun with the same ``out`` keeps the
             models already done and resumes the others from their checkpoints.
         budget_s: stop after a checkpoint once this many seconds have passed (rerun to resume).
         threads: PyTorch's CPU thread count.
         verbose: print the fits' progress lines.
         quiet: print nothing (else one line per model, and one at the start and the end).
-        return_models: also return the trained models, ``{(kind, n): model}``.
+        return_models: also return the trained models, ``{(kind, N): model}``.
         models: the models to train, a subset of :data:`MODELS` (the paired comparisons need all three).
         overrides: fields of :class:`LatentPreset`.
 
@@ -241,7 +243,7 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
                              f"--out or the same options.")
         results["runs"] = previous.get("runs", {})
         earlier_s = float((previous.get("provenance") or {}).get("wall_time_total_s", 0.0))
-    say(f"Table 2: preset {cfg.name}, n = {list(cfg.observations)}, {cfg.n_series} spirals")
+    say(f"Table 2: preset {cfg.name}, N = {list(cfg.observations)}, {cfg.n_series} spirals")
 
     def save() -> None:
         elapsed = time.monotonic() - started
@@ -268,11 +270,11 @@ def run(preset: str = "quick", *, out: Optional[str] = None, budget_s: Optional[
             model, record = _fit(kind, n, cfg, data, checkpoint, deadline, verbose)
             if record is None:
                 complete = False
-                say(f"[{kind}, n = {n}] time budget reached; run the same command again to resume")
+                say(f"[{kind}, N = {n}] time budget reached; run the same command again to resume")
                 break
             trained[(kind, n)] = model
             slot[kind] = record
-            say(f"[{kind}, n = {n}] test RMSE {record['test_rmse']:.4f}, {record['train_time_s']:.1f} s")
+            say(f"[{kind}, N = {n}] test RMSE {record['test_rmse']:.4f}, {record['train_time_s']:.1f} s")
             save()
         if not complete:
             break
@@ -293,7 +295,7 @@ def _paired(first: list, second: list) -> dict:
 
 def table2_frame(*runs: dict, decimals: int = 4):
     """Table 2 as a ``pandas.DataFrame``: for each model a row per recorded run (labelled by its
-    seed when there are several) and the paper's row; a column per ``n`` of the first run."""
+    seed when there are several) and the paper's row; a column per ``N`` of the first run."""
     import pandas as pd
 
     ns = [int(n) for n in runs[0]["runs"]]
@@ -314,7 +316,7 @@ def table2_frame(*runs: dict, decimals: int = 4):
 
 def paired_frame(*runs: dict, decimals: int = 4):
     """The latent ODE's RMSE minus each RNN's, per test spiral: mean ± standard error, and the
-    difference in standard errors; a row per run, ``n`` and RNN."""
+    difference in standard errors; a row per run, ``N`` and RNN."""
     import pandas as pd
 
     rows = []
@@ -328,18 +330,18 @@ def paired_frame(*runs: dict, decimals: int = 4):
     return frame if len(runs) > 1 else frame.drop(columns="seed")
 
 
-def plot_extrapolations(models: Dict[tuple, nn.Module], data: dict, n: int, *, index: int = 0, paths: int = 40):
+def plot_extrapolations(models: Dict[tuple, nn.Module], data: dict, n_obs: int, *, index: int = 0, paths: int = 40):
     """The paper's Fig. 8 for this experiment, one row of three panels: test spiral ``index`` with its
-    ``n`` observations and the extrapolations of the RNN with time differences and of the latent ODE;
+    ``n_obs`` observations and the extrapolations of the RNN with time differences and of the latent ODE;
     then the latent ODE's posterior-mean trajectories over the window for ``paths`` test spirals,
     projected on their first two principal components, coloured by direction. ``data`` is
-    :func:`make_data`'s; ``models`` maps ``(kind, n)`` to trained models, as :func:`run` returns them."""
+    :func:`make_data`'s; ``models`` maps ``(kind, N)`` to trained models, as :func:`run` returns them."""
     import matplotlib.pyplot as plt
 
     test, (times, values) = data["test"], data["test_obs"]
-    ode = models[("latent_ode", n)]
+    ode = models[("latent_ode", n_obs)]
     with torch.no_grad():
-        predictions = {"RNN, time differences": models[("rnn_dt", n)].forecast(times, values, test.future_times),
+        predictions = {"RNN, time differences": models[("rnn_dt", n_obs)].forecast(times, values, test.future_times),
                        "Latent ODE": ode.predict(times, values, test.future_times)}
         mean, _ = ode.encode(times, values)
         latent_paths = ode.trajectory(mean[:paths], test.times[:test.n_window])
@@ -351,7 +353,7 @@ def plot_extrapolations(models: Dict[tuple, nn.Module], data: dict, n: int, *, i
         ax.plot(*test.clean[index].T, color="0.7", lw=1, label="true spiral")
         ax.plot(*values[index].T, ".", color="C0", ms=4, label="observations")
         ax.plot(*predicted[index].T, color="C3", lw=1.5, label="extrapolation")
-        ax.set(title=f"{name}, N = {n}", xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
+        ax.set(title=f"{name}, N = {n_obs}", xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
     axes[1].sharex(axes[0])
     axes[1].sharey(axes[0])
     axes[0].legend(fontsize=7, loc="lower left")
@@ -388,20 +390,19 @@ def plot_latent_traversal(model: LatentODE, data: dict, *, index: int = 0, sprea
     return fig
 
 
-def save_figures(results: dict, models: Dict[tuple, nn.Module], out: str, *, n: Optional[int] = None) -> list:
-    """Write the Fig. 8 and Fig. 9 analogues of a complete run's models at ``n`` observations (default:
-    the run's smallest ``n``, as in the paper's figures) to ``out/fig8.png`` and ``out/fig9.png``;
+def save_figures(results: dict, models: Dict[tuple, nn.Module], out: str, *, n_obs: Optional[int] = None) -> list:
+    """Write the Fig. 8 and Fig. 9 analogues of a complete run's models at ``n_obs`` observations (default:
+    the run's smallest ``N``, as in the paper's figures) to ``out/fig8.png`` and ``out/fig9.png``;
     return the paths."""
     import matplotlib.pyplot as plt
 
-    n = min(results["config"]["observations"]) if n is None else n
-
+    n_obs = min(results["config"]["observations"]) if n_obs is None else n_obs
     cfg = get_preset(results["preset"], **{k: (tuple(v) if isinstance(v, list) else v)
                                            for k, v in results["config"].items() if k != "name"})
-    data = make_data(cfg, n)
+    data = make_data(cfg, n_obs)
     paths = []
-    for name, fig in (("fig8.png", plot_extrapolations(models, data, n)),
-                      ("fig9.png", plot_latent_traversal(models[("latent_ode", n)], data))):
+    for name, fig in (("fig8.png", plot_extrapolations(models, data, n_obs)),
+                      ("fig9.png", plot_latent_traversal(models[("latent_ode", n_obs)], data))):
         path = pathlib.Path(out) / name
         fig.savefig(path, dpi=110)
         plt.close(fig)
