@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["check_series", "union_grid", "gather_times"]
+__all__ = ["check_series", "union_grid", "gather_times", "random_subsets"]
 
 
 def check_series(times: Tensor, values: Optional[Tensor] = None, mask: Optional[Tensor] = None, *,
@@ -122,3 +122,34 @@ def gather_times(states: Tensor, index: Tensor) -> Tensor:
     """
     batch = torch.arange(index.shape[0], device=index.device)
     return states[index, batch[:, None]]
+
+
+def random_subsets(times: Tensor, values: Tensor, size: int, *, generator: Optional[torch.Generator] = None
+                   ) -> Tuple[Tensor, Tensor]:
+    """A random sub-series of each series: ``size`` of its observations drawn without replacement,
+    each subset equally likely, kept in time order.
+
+    Args:
+        times: ``(B, N)`` observation times of a batch without padding.
+        values: ``(B, N, d)`` the observations.
+        size: how many observations to keep per series, ``1 <= size <= N``.
+        generator: the generator of the draws (default: PyTorch's global one).
+
+    Returns:
+        ``(times, values)`` of shapes ``(B, size)`` and ``(B, size, d)``.
+
+    Example:
+        >>> import torch
+        >>> from nodelib.series import random_subsets
+        >>> times = torch.linspace(0, 1, 5).expand(3, 5)
+        >>> sub_times, sub_values = random_subsets(times, times[..., None], 2,
+        ...                                        generator=torch.Generator().manual_seed(0))
+        >>> tuple(sub_values.shape), bool((sub_times[:, 1:] > sub_times[:, :-1]).all())
+        ((3, 2, 1), True)
+    """
+    check_series(times, values)
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= times.shape[1]:
+        raise ValueError(f"size must be an int in [1, N = {times.shape[1]}], got {size!r}.")
+    keys = torch.rand(times.shape, generator=generator).to(times.device)
+    keep = keys.argsort(dim=1)[:, :size].sort(dim=1).values
+    return times.gather(1, keep), values.gather(1, keep[..., None].expand(-1, -1, values.shape[-1]))

@@ -8,7 +8,7 @@ import torch
 from nodelib.data.spirals import irregular_observations, spirals
 from nodelib.latent import LatentODE, gaussian_kl, gaussian_log_likelihood
 from nodelib.recurrent import RNNForecaster
-from nodelib.series import check_series, gather_times, union_grid
+from nodelib.series import check_series, gather_times, random_subsets, union_grid
 
 
 def _batch(dtype=torch.float64):
@@ -52,6 +52,26 @@ def test_union_grid_and_gather_recover_each_series_times():
     assert torch.equal(grid[index][mask], times[mask])
     states = grid[:, None, None].expand(-1, 3, 1)                              # z(t) = t
     assert torch.equal(gather_times(states, index)[..., 0][mask], times[mask])
+
+
+def test_random_subsets_draw_every_subset_equally_often_in_time_order():
+    B, N, size = 20000, 5, 2
+    times = torch.linspace(0.0, 1.0, N, dtype=torch.float64).expand(B, N)
+    values = torch.stack([times, times + torch.arange(B)[:, None]], dim=-1)        # row-specific values
+    sub_times, sub_values = random_subsets(times, values, size, generator=torch.Generator().manual_seed(3))
+    assert sub_times.shape == (B, size) and sub_values.shape == (B, size, 2)
+    assert bool((sub_times[:, 1:] > sub_times[:, :-1]).all())                      # distinct, in time order
+    assert torch.equal(sub_values[..., 0], sub_times)                                # values follow their times
+    assert torch.equal(sub_values[..., 1] - sub_times, torch.arange(B, dtype=torch.float64)[:, None].expand(B, size))
+    # each of the C(5, 2) = 10 subsets has probability 1/10; binomial standard error over B draws
+    position = (sub_times * (N - 1)).round().long()
+    counts = torch.bincount(position[:, 0] * N + position[:, 1], minlength=N * N).double() / B
+    pairs = [a * N + b for a in range(N) for b in range(a + 1, N)]
+    se = math.sqrt(0.1 * 0.9 / B)
+    assert (counts[pairs] - 0.1).abs().max() < 5 * se and counts.sum() == 1.0
+    assert torch.equal(random_subsets(times[:3], values[:3], N)[0], times[:3])     # size N keeps all
+    with pytest.raises(ValueError, match=r"size must be an int in \[1, N = 5\], got 6"):
+        random_subsets(times, values, 6)
 
 
 def test_a_padded_batch_equals_each_series_alone():

@@ -7,7 +7,8 @@ import torch
 from nodelib.experiments import latent
 from nodelib.experiments.__main__ import main
 
-TINY = dict(n_series=12, n_train=8, observations=(5, 8), iterations=6, batch_size=4, checkpoint_every=2)
+TINY = dict(n_series=12, n_train=8, observations=(5, 8), iterations=6, batch_size=4, checkpoint_every=2,
+            warmup_obs=6)   # N = 8 has a warm-up of 3 iterations on 6-point subsets, N = 5 none
 
 
 def test_the_presets_carry_the_papers_sizes():
@@ -19,10 +20,37 @@ def test_the_presets_carry_the_papers_sizes():
 
 @pytest.mark.parametrize("bad, match", [(dict(observations=(0,)), "observations"),
                                         (dict(observations=(101,)), "observations"),
-                                        (dict(n_train=1000), "n_train"), (dict(widths=3), "not fields")])
+                                        (dict(n_train=1000), "n_train"), (dict(widths=3), "not fields"),
+                                        (dict(warmup_obs=0), "warmup_obs"),
+                                        (dict(warmup_fraction=1.5), "warmup_fraction"),
+                                        (dict(warmup_fraction="half"), "warmup_fraction")])
 def test_bad_presets_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         latent.get_preset("full", **bad)
+
+
+def test_the_warmup_shows_each_series_a_random_subset_of_its_own_points(monkeypatch):
+    seen = []
+    original = latent._loss
+
+    def recording(model, times, values, generator, stats):
+        seen.append((type(model).__name__, times.clone(), values.clone()))
+        return original(model, times, values, generator, stats)
+
+    monkeypatch.setattr(latent, "_loss", recording)
+    cfg = dict(TINY, observations=(8,), iterations=10, warmup_fraction=0.4)
+    latent.run("quick", quiet=True, **cfg)
+    times, values = latent.make_data(latent.get_preset("quick", **cfg), 8)["train_obs"]
+    for kind in ("RNNForecaster", "RNNForecaster", "LatentODE"):
+        calls, seen = seen[:10], seen[10:]
+        assert calls[0][0] == kind
+        assert [c[1].shape[1] for c in calls] == [6] * 4 + [8] * 6     # round(0.4 · 10) warm-up steps
+        for _, t, v in calls[:4]:
+            for row_t, row_v in zip(t, v):                             # each row: 6 points of one series
+                match = [b for b in range(len(times)) if set(row_t.tolist()) <= set(times[b].tolist())
+                         and all(torch.equal(row_v[i], values[b][times[b] == row_t[i]][0]) for i in range(6))]
+                assert match
+    assert not seen
 
 
 def test_a_run_records_every_model_and_its_paired_comparison(tmp_path):

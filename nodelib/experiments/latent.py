@@ -28,6 +28,7 @@ from ..data.spirals import Spirals, irregular_observations, spirals
 from ..latent import LatentODE
 from ..recurrent import RNNForecaster
 from ..reproducibility import seed_everything
+from ..series import random_subsets
 from ..solve import SolveStats
 from ..storage import load_checkpoint, read_json, write_json_atomic
 from ..training import _optimise
@@ -56,7 +57,10 @@ class LatentPreset:
     predicted grid times ``h = step`` apart; radial speed ``speed``, radius ``r_min`` where the curves
     begin, starts up to ``max_start``; noise ``noise``. Models: as
     :data:`PAPER`, with the likelihood's ``σ = obs_std``. Training: Adam from ``lr`` with a
-    cosine schedule, ``iterations`` steps on minibatches of ``batch_size`` spirals, for every model.
+    cosine schedule, ``iterations`` steps on minibatches of ``batch_size`` spirals, for every model;
+    in the first ``warmup_fraction`` of the steps, each series of a minibatch shows only a random
+    ``warmup_obs`` of its ``N`` observations (:func:`nodelib.series.random_subsets`; nothing changes
+    when ``N <= warmup_obs``).
     Solves: dopri5 at ``rtol``, ``atol``; ``adjoint`` chooses the adjoint method over direct
     backpropagation (both give the same gradients; with a 4-dimensional state, memory is no concern).
     """
@@ -80,6 +84,8 @@ class LatentPreset:
     iterations: int = 5000
     batch_size: int = 100
     lr: float = 0.03
+    warmup_obs: int = 30
+    warmup_fraction: float = 0.5
     rtol: float = 1e-3
     atol: float = 1e-4
     adjoint: bool = False
@@ -100,6 +106,11 @@ def get_preset(name: str, **overrides) -> LatentPreset:
     if not observations or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= cfg.n_window
                                for n in observations):
         raise ValueError(f"observations must be ints in [1, n_window = {cfg.n_window}], got {cfg.observations!r}.")
+    if isinstance(cfg.warmup_obs, bool) or not isinstance(cfg.warmup_obs, int) or cfg.warmup_obs < 1:
+        raise ValueError(f"warmup_obs must be a positive int, got {cfg.warmup_obs!r}.")
+    if isinstance(cfg.warmup_fraction, bool) or not isinstance(cfg.warmup_fraction, (int, float)) \
+            or not 0.0 <= cfg.warmup_fraction <= 1.0:
+        raise ValueError(f"warmup_fraction must be in [0, 1], got {cfg.warmup_fraction!r}.")
     if not 0 < cfg.n_train < cfg.n_series:
         raise ValueError(f"n_train must be in [1, n_series - 1 = {cfg.n_series - 1}], got {cfg.n_train!r}.")
     return dataclasses.replace(cfg, observations=observations)
@@ -169,16 +180,21 @@ def _fit(kind: str, n: int, cfg: LatentPreset, data: dict, checkpoint: Optional[
     times, values = data["train_obs"]
     stats = SolveStats()
 
+    warmup = round(cfg.warmup_fraction * cfg.iterations) if n > cfg.warmup_obs else 0
+
     def loss_at(iteration: int, generator: torch.Generator) -> Tuple[Tensor, dict]:
         index = torch.randint(0, times.shape[0], (cfg.batch_size,), generator=generator)
-        return _loss(model, times[index], values[index], generator, stats), {}
+        batch = times[index], values[index]
+        if iteration <= warmup:
+            batch = random_subsets(*batch, cfg.warmup_obs, generator=generator)
+        return _loss(model, *batch, generator, stats), {}
 
     history = _optimise(model, loss_at, iterations=cfg.iterations, lr=cfg.lr,
                         generator=torch.Generator().manual_seed(cfg.seed + n), log_every=max(1, cfg.iterations // 20),
                         checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, verbose=verbose,
                         deadline=deadline, describe=lambda i, loss, parts: f"loss {loss:.4f} per observation",
                         settings=dict(kind=kind, n=n, iterations=cfg.iterations, lr=cfg.lr,
-                                      batch_size=cfg.batch_size))
+                                      batch_size=cfg.batch_size, warmup=warmup, warmup_obs=cfg.warmup_obs))
     if not history.complete:
         return model, None
     errors = predictive_errors(model, data["test"], data["test_obs"])
