@@ -66,8 +66,10 @@ def describe(results: dict) -> str:
         names = {"rnn": "RNN", "rnn_dt": "RNN with time differences", "latent_ode": "latent ODE"}
         models = ", ".join(names[m] for m in results.get("models", list(names)))
         ns = ", ".join(str(n) for n in config.get("observations", []))
+        warmup = (f"warm-up on {config['warmup_obs']} points for {config['warmup_fraction']:.0%} of the steps"
+                  if config.get("warmup_fraction") else "no warm-up")
         return (f"Table 2 on {config.get('n_series', '?'):,} spirals, seed {config.get('seed')}: {models}; "
-                f"N = {ns}; likelihood σ = {config.get('obs_std')}")
+                f"N = {ns}; likelihood σ = {config.get('obs_std')}; {warmup}")
     if results.get("experiment") == "cnf-regularisation":
         datasets = ", ".join(d.replace("_", " ") for d in config.get("datasets", []))
         return (f"Regularised dynamics: one CNF trained with (kinetic {config.get('kinetic_weight'):g}, "
