@@ -76,6 +76,11 @@ def test_a_run_records_every_model_and_its_paired_comparison(tmp_path):
     assert list(both.iloc[:3, 1]) == ["this book, seed 0", "this book, seed 1", "Table 2"]
     pairs = latent.paired_frame(results, again)
     assert len(pairs) == 8 and list(pairs.columns)[0] == "seed"
+    scores = latent.scores_frame([results, again], {"seed": "seed"})
+    assert list(scores.columns) == ["seed", "N", "RMSE, training spirals' futures", "RMSE, test spirals"]
+    assert list(scores["seed"]) == [0, 0, 1, 1] and list(scores["N"]) == [5, 8, 5, 8]
+    assert scores.iloc[1, 2:].tolist() == [results["runs"]["8"]["latent_ode"][k]
+                                           for k in ("train_future_rmse", "test_rmse")]
     one = latent.paired_frame(results).iloc[0]
     expected = results["runs"]["5"]["paired"]["rnn"]
     assert one["RMSE per spiral"] == f"{expected['difference']:+.4f} ± {expected['se']:.4f}"

@@ -35,7 +35,7 @@ from ..training import _optimise
 from .runs import config_changes, default_dtype, log, pick_device, provenance, replace_preset
 
 __all__ = ["MODELS", "MODEL_NAMES", "PAPER", "LatentPreset", "PRESETS", "get_preset", "make_data", "build",
-           "predictive_errors", "reference_rmse", "run", "table2_frame", "paired_frame", "plot_extrapolations",
+           "predictive_errors", "reference_rmse", "run", "table2_frame", "paired_frame", "scores_frame", "plot_extrapolations",
            "plot_latent_traversal", "save_figures"]
 
 #: The three models of Table 2, in the order they are trained.
@@ -344,6 +344,20 @@ def paired_frame(*runs: dict, decimals: int = 4):
                              f"{p['difference'] / p['se']:+.1f}"])
     frame = pd.DataFrame(rows, columns=["seed", "N", "difference", "RMSE per spiral", "in standard errors"])
     return frame if len(runs) > 1 else frame.drop(columns="seed")
+
+
+def scores_frame(runs, settings: Dict[str, str]):
+    """The latent ODE's two scores in recorded runs, as a ``pandas.DataFrame``: a row per run and
+    ``N``, with the run's configuration fields ``settings`` (``{field: column name}``), ``N``, the
+    RMSE on the training spirals' futures (``train_future_rmse``, which training never sees: the
+    score by which settings are chosen) and on the test spirals."""
+    import pandas as pd
+
+    rows = [[results["config"][field] for field in settings]
+            + [int(n), slot["latent_ode"]["train_future_rmse"], slot["latent_ode"]["test_rmse"]]
+            for results in runs for n, slot in results["runs"].items() if "latent_ode" in slot]
+    return pd.DataFrame(rows, columns=[*settings.values(), "N", "RMSE, training spirals' futures",
+                                       "RMSE, test spirals"])
 
 
 def plot_extrapolations(models: Dict[tuple, nn.Module], data: dict, n_obs: int, *, index: int = 0, paths: int = 40):
