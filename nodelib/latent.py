@@ -49,7 +49,7 @@ def gaussian_kl(mean: Tensor, log_std: Tensor) -> Tensor:
 
 def gaussian_log_likelihood(x: Tensor, mean: Tensor, std: float, mask: Tensor) -> Tensor:
     """``Σ_i log N(x_i; mean_i, std² I)`` over the observed places of each series: ``x``, ``mean`` of
-    shape ``(B, n, d)``, ``mask`` ``(B, n)``; returns ``(B,)``.
+    shape ``(B, N, d)``, ``mask`` ``(B, N)``; returns ``(B,)``.
 
     Example:
         >>> import math, torch
@@ -158,7 +158,7 @@ class LatentODE(nn.Module):
         return solve(self.field, z0, t, stats=stats, **self.solver)
 
     def _states_at(self, z0: Tensor, times: Tensor, mask: Tensor, stats: Optional[SolveStats]) -> Tensor:
-        """Each series' ``z`` at its own times, ``(B, n, latent_dim)``, from one solve on the union grid."""
+        """Each series' ``z`` at its own times, ``(B, N, latent_dim)``, from one solve on the union grid."""
         grid, index = union_grid(times, mask, times.new_tensor([self.t0]))
         if grid[0] != self.t0:
             raise ValueError(f"times must be at or after t0 = {self.t0}, the time of the latent initial state.")
@@ -171,9 +171,9 @@ class LatentODE(nn.Module):
         """The per-series ELBO of eq. :eq:`elbo` with one reparameterised sample of ``z_0``.
 
         Args:
-            times: ``(B, n)`` observation times (strictly increasing in each series, at or after ``t0``).
-            values: ``(B, n, obs_dim)`` the observations.
-            mask: ``(B, n)`` ``True`` on observations, ``False`` on padding (after a series' last point).
+            times: ``(B, N)`` observation times (strictly increasing in each series, at or after ``t0``).
+            values: ``(B, N, obs_dim)`` the observations.
+            mask: ``(B, N)`` ``True`` on observations, ``False`` on padding (after a series' last point).
             generator: the generator of the sample's noise (default: PyTorch's global one).
             stats: a :class:`~nodelib.SolveStats` to which the solve's counts are added.
         """

@@ -70,10 +70,10 @@ def poisson_log_likelihood(intensity: Callable[[Tensor], Tensor], func: Callable
             has parameters to train).
         func: the latent field ``f(t, z)``, ``z`` of shape ``(B, d)``.
         z0: ``(B, d)`` latent states at ``t_start``.
-        times: ``(B, n)`` event times, strictly increasing within each series, in ``[t_start, t_end]``.
+        times: ``(B, N)`` event times, strictly increasing within each series, in ``[t_start, t_end]``.
         t_start: the start of the observation window (a float or a 0-d tensor).
         t_end: its end, finite, ``t_end > t_start``.
-        mask: ``(B, n)`` booleans, ``True`` on events and ``False`` on the padding after them.
+        mask: ``(B, N)`` booleans, ``True`` on events and ``False`` on the padding after them.
         adjoint: differentiate by :func:`nodelib.odeint_adjoint` (constant memory) rather than by direct
             backpropagation through :func:`nodelib.odeint`.
         rtol: the relative tolerance of the solve (see :func:`nodelib.odeint`).

@@ -1,9 +1,9 @@
 """Batches of irregularly sampled time series (chapter "Latent ODEs for irregular time series").
 
 Each series of a batch has its own observation times. A batch is stored padded: ``times`` of shape
-``(B, n)``, ``values`` of shape ``(B, n, d)`` and a boolean ``mask`` of shape ``(B, n)`` that is
+``(B, N)``, ``values`` of shape ``(B, N, d)`` and a boolean ``mask`` of shape ``(B, N)`` that is
 ``True`` on the observations and ``False`` on the padding, which comes last in each row (a series of
-``n_b < n`` observations fills the first ``n_b`` places of its row). Within a series the times must
+``N_b < N`` observations fills the first ``N_b`` places of its row). Within a series the times must
 increase strictly; across series they are arbitrary.
 
 A latent ODE solves the whole batch at once on the **union** of the batch's times
@@ -29,10 +29,10 @@ def check_series(times: Tensor, values: Optional[Tensor] = None, mask: Optional[
     """Check a padded batch of series and return its mask (all ``True`` if ``mask`` is ``None``).
 
     Args:
-        times: ``(B, n)`` floating-point observation times, strictly increasing along each row over
+        times: ``(B, N)`` floating-point observation times, strictly increasing along each row over
             its observed entries.
-        values: ``(B, n, d)`` observations (optional), finite where observed.
-        mask: ``(B, n)`` booleans, ``True`` for an observation; each row holds at least one, and its
+        values: ``(B, N, d)`` observations (optional), finite where observed.
+        mask: ``(B, N)`` booleans, ``True`` for an observation; each row holds at least one, and its
             padding comes after its observations.
         dim: the expected ``d`` of ``values``, if any.
 
@@ -48,7 +48,7 @@ def check_series(times: Tensor, values: Optional[Tensor] = None, mask: Optional[
         5
     """
     if not isinstance(times, Tensor) or times.dim() != 2 or times.shape[0] < 1 or times.shape[1] < 1:
-        raise ValueError(f"times must be a tensor of shape (B, n) with B, n >= 1, got "
+        raise ValueError(f"times must be a tensor of shape (B, N) with B, N >= 1, got "
                          f"{tuple(times.shape) if isinstance(times, Tensor) else type(times).__name__}.")
     if not times.is_floating_point():
         raise ValueError(f"times must be a floating-point tensor, got dtype {times.dtype}.")
@@ -78,7 +78,7 @@ def check_series(times: Tensor, values: Optional[Tensor] = None, mask: Optional[
     if values is not None:
         expected = (*times.shape, dim if dim is not None else (values.shape[-1] if values.dim() == 3 else -1))
         if not isinstance(values, Tensor) or values.dim() != 3 or tuple(values.shape) != expected:
-            raise ValueError(f"values must have shape (B, n, d) = {expected} to match times"
+            raise ValueError(f"values must have shape (B, N, d) = {expected} to match times"
                              f"{'' if dim is None else f' and the model dimension d = {dim}'}, got "
                              f"{tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__}.")
         if not torch.isfinite(values.detach()[mask]).all():
@@ -92,7 +92,7 @@ def union_grid(times: Tensor, mask: Tensor, *extra: Tensor) -> Tuple[Tensor, Ten
 
     Returns:
         ``(grid, index)``: ``grid`` of shape ``(T,)``, strictly increasing, holding every observed time
-        and every time in ``extra``; ``index`` of shape ``(B, n)`` with ``grid[index] == times`` where
+        and every time in ``extra``; ``index`` of shape ``(B, N)`` with ``grid[index] == times`` where
         ``mask`` is ``True`` (0 on the padding).
 
     Example:
@@ -111,7 +111,7 @@ def union_grid(times: Tensor, mask: Tensor, *extra: Tensor) -> Tuple[Tensor, Ten
 
 def gather_times(states: Tensor, index: Tensor) -> Tensor:
     """Each series' states at its own times: ``states`` ``(T, B, k)`` from a solve on the union grid,
-    ``index`` ``(B, n)`` from :func:`union_grid`; returns ``(B, n, k)``.
+    ``index`` ``(B, N)`` from :func:`union_grid`; returns ``(B, N, k)``.
 
     Example:
         >>> import torch
