@@ -8,7 +8,7 @@ from nodelib.experiments import latent
 from nodelib.experiments.__main__ import main
 
 TINY = dict(n_series=12, n_train=8, observations=(5, 8), iterations=6, batch_size=4, checkpoint_every=2,
-            warmup_obs=6)   # N = 8 has a warm-up of 3 iterations on 6-point subsets, N = 5 none
+            warmup_obs=6, warmup_fraction=0.5)   # N = 8 has a warm-up of 3 iterations on 6-point subsets
 
 
 def test_the_presets_carry_the_papers_sizes():
@@ -163,3 +163,4 @@ def test_the_reference_predictions_score_the_spirals_size_and_the_noise():
     assert latent.reference_rmse(clean)["noiseless"] == 0.0
     noisy = spirals(2000, noise=0.1, dtype=torch.float64)
     assert abs(latent.reference_rmse(noisy)["noiseless"] - 0.1) < 0.001
+

@@ -58,9 +58,9 @@ class LatentPreset:
     begin, starts up to ``max_start``; noise ``noise``. Models: as
     :data:`PAPER`, with the likelihood's ``σ = obs_std``. Training: Adam from ``lr`` with a
     cosine schedule, ``iterations`` steps on minibatches of ``batch_size`` spirals, for every model;
-    in the first ``warmup_fraction`` of the steps, each series of a minibatch shows only a random
-    ``warmup_obs`` of its ``N`` observations (:func:`nodelib.series.random_subsets`; nothing changes
-    when ``N <= warmup_obs``).
+    with a warm-up (``warmup_fraction > 0``; none in the presets), each series of a minibatch shows
+    only a random ``warmup_obs`` of its ``N`` observations in the first ``warmup_fraction`` of the
+    steps (:func:`nodelib.series.random_subsets`; nothing changes when ``N <= warmup_obs``).
     Solves: dopri5 at ``rtol``, ``atol``; ``adjoint`` chooses the adjoint method over direct
     backpropagation (both give the same gradients; with a 4-dimensional state, memory is no concern).
     """
@@ -85,7 +85,7 @@ class LatentPreset:
     batch_size: int = 100
     lr: float = 0.03
     warmup_obs: int = 30
-    warmup_fraction: float = 0.5
+    warmup_fraction: float = 0.0
     rtol: float = 1e-3
     atol: float = 1e-4
     adjoint: bool = False
