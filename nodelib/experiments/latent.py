@@ -35,8 +35,8 @@ from ..training import _optimise
 from .runs import config_changes, default_dtype, log, pick_device, provenance, replace_preset
 
 __all__ = ["MODELS", "MODEL_NAMES", "PAPER", "LatentPreset", "PRESETS", "get_preset", "make_data", "build",
-           "predictive_errors", "reference_rmse", "run", "table2_frame", "paired_frame", "scores_frame", "plot_extrapolations",
-           "plot_latent_traversal", "save_figures"]
+           "predictive_errors", "reference_rmse", "run", "table2_frame", "paired_frame", "scores_frame",
+           "plot_extrapolations", "plot_latent_traversal", "save_figures"]
 
 #: The three models of Table 2, in the order they are trained.
 MODELS = ("rnn", "rnn_dt", "latent_ode")
