@@ -64,20 +64,38 @@ def gaussian_log_likelihood(x: Tensor, mean: Tensor, std: float, mask: Tensor) -
 
 
 class LatentField(nn.Module):
-    """The latent dynamics ``f(z)``: an MLP with one hidden layer of ``hidden`` tanh units, autonomous
-    (the time is not an input), called as ``field(t, z)``.
+    """The latent dynamics ``f(z)``: an MLP with ``layers`` hidden layers of ``hidden`` units, each
+    followed by ``activation`` (``"tanh"`` or ``"elu"``), autonomous (the time is not an input), called
+    as ``field(t, z)``. The paper states one hidden layer of 20 units; the authors' example code uses
+    two, with ELU.
 
     Example:
         >>> import torch
         >>> from nodelib.latent import LatentField
         >>> tuple(LatentField(4, 20)(torch.tensor(0.0), torch.zeros(3, 4)).shape)
         (3, 4)
+        >>> LatentField(4, 20, layers=2, activation="elu").net
+        Sequential(
+          (0): Linear(in_features=4, out_features=20, bias=True)
+          (1): ELU(alpha=1.0)
+          (2): Linear(in_features=20, out_features=20, bias=True)
+          (3): ELU(alpha=1.0)
+          (4): Linear(in_features=20, out_features=4, bias=True)
+        )
     """
 
-    def __init__(self, dim: int, hidden: int):
+    ACTIVATIONS = {"tanh": nn.Tanh, "elu": nn.ELU}
+
+    def __init__(self, dim: int, hidden: int, layers: int = 1, activation: str = "tanh"):
         super().__init__()
-        positive_ints(dim=dim, hidden=hidden)
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+        positive_ints(dim=dim, hidden=hidden, layers=layers)
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(self.ACTIVATIONS)}, got {activation!r}.")
+        widths = [dim] + [hidden] * layers
+        modules = []
+        for width_in, width_out in zip(widths, widths[1:]):
+            modules += [nn.Linear(width_in, width_out), self.ACTIVATIONS[activation]()]
+        self.net = nn.Sequential(*modules, nn.Linear(hidden, dim))
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
         return self.net(z)
@@ -98,7 +116,9 @@ class LatentODE(nn.Module):
         obs_dim: the dimension ``d`` of an observation.
         latent_dim: the dimension of ``z`` (the paper: 4).
         rnn_hidden: the recognition GRU's units (the paper's RNN: 25).
-        ode_hidden: the hidden units of ``f`` (the paper: 20).
+        ode_hidden: the hidden units of ``f`` per layer (the paper: 20).
+        ode_layers: the hidden layers of ``f`` (the paper: 1).
+        ode_activation: their activation, ``"tanh"`` or ``"elu"`` (:class:`LatentField`).
         decoder_hidden: the hidden units of the decoder ``D_ψ`` (the paper: 20; ReLU).
         obs_std: the observation noise ``σ`` of the likelihood.
         t0: the time ``t_0`` of the latent initial state ``z_0``.
@@ -121,8 +141,9 @@ class LatentODE(nn.Module):
     """
 
     def __init__(self, obs_dim: int, latent_dim: int = 4, *, rnn_hidden: int = 25, ode_hidden: int = 20,
-                 decoder_hidden: int = 20, obs_std: float = 0.1, t0: float = 0.0, rtol: float = 1e-3,
-                 atol: float = 1e-4, method: Optional[str] = None, adjoint: bool = True):
+                 ode_layers: int = 1, ode_activation: str = "tanh", decoder_hidden: int = 20,
+                 obs_std: float = 0.1, t0: float = 0.0, rtol: float = 1e-3, atol: float = 1e-4,
+                 method: Optional[str] = None, adjoint: bool = True):
         super().__init__()
         positive_ints(obs_dim=obs_dim, latent_dim=latent_dim, rnn_hidden=rnn_hidden, decoder_hidden=decoder_hidden)
         positive_float("obs_std", obs_std)
@@ -133,7 +154,7 @@ class LatentODE(nn.Module):
         self.adjoint = bool(adjoint)
         self.encoder = nn.GRUCell(obs_dim + 1, rnn_hidden)
         self.to_posterior = nn.Linear(rnn_hidden, 2 * latent_dim)
-        self.field = LatentField(latent_dim, ode_hidden)
+        self.field = LatentField(latent_dim, ode_hidden, ode_layers, ode_activation)
         self.decoder = nn.Sequential(nn.Linear(latent_dim, decoder_hidden), nn.ReLU(),
                                      nn.Linear(decoder_hidden, obs_dim))
 

@@ -109,14 +109,20 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tuple[
               checkpoint_every: int, verbose: bool, deadline: Optional[float],
               describe: Callable[[int, float, Dict[str, float]], str], settings: dict,
               stats: Optional[SolveStats] = None,
-              evaluate: Optional[Callable[[nn.Module], float]] = None) -> FitHistory:
+              evaluate: Optional[Callable[[nn.Module], float]] = None, until: Optional[int] = None) -> FitHistory:
     """Adam with a cosine schedule on ``loss_at(iteration, generator) -> (loss, parts)``; checkpoints, resume,
     progress lines. ``parts`` (scalars) are recorded, as floats, with the loss; so are the counts of
     ``stats`` (reset before each iteration, read after its backward pass; the caller's ``loss_at``
     passes it to its solves) and ``evaluate(model)`` (without a graph, not counted as training time).
 
     ``settings`` (plain numbers) is saved with each checkpoint; resuming with other settings raises,
-    since the restored optimiser, schedule and generator would silently keep the old ones."""
+    since the restored optimiser, schedule and generator would silently keep the old ones.
+
+    ``until`` (default ``iterations``) stops after that iteration, with a checkpoint, while the
+    schedule still spans ``iterations``: a later call resumes from there."""
+    until = iterations if until is None else until
+    if isinstance(until, bool) or not isinstance(until, int) or not 1 <= until <= iterations:
+        raise ValueError(f"until must be an int in [1, iterations = {iterations}], got {until!r}.")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations)
     history, start_iteration, seconds_before = FitHistory(), 0, 0.0
@@ -137,6 +143,8 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tuple[
         generator.set_state(state["generator"])
         _set_global_rng(state)
         start_iteration = int(state["iteration"])
+        if start_iteration > until:
+            raise ValueError(f"checkpoint {path} is at iteration {start_iteration}, past until = {until}.")
         seconds_before = float(state.get("seconds", 0.0))
         history.losses = [(int(i), float(v)) for i, v in state["losses"]]
         history.parts = [(int(i), {k: float(v) for k, v in p.items()}) for i, p in state.get("parts", [])]
@@ -161,7 +169,7 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tuple[
 
     warned = False
 
-    for iteration in range(start_iteration + 1, iterations + 1):
+    for iteration in range(start_iteration + 1, until + 1):
         optimizer.zero_grad()
         if stats is not None:
             stats.reset()
@@ -175,7 +183,7 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tuple[
         optimizer.step()
         schedule.step()
         history.iterations_run += 1
-        if iteration % log_every == 0 or iteration == iterations:
+        if iteration % log_every == 0 or iteration == until:
             history.losses.append((iteration, loss.item()))
             history.parts.append((iteration, {name: part.item() for name, part in parts.items()}))
             history.elapsed.append((iteration, seconds()))
@@ -189,8 +197,8 @@ def _optimise(model: nn.Module, loss_at: Callable[[int, torch.Generator], Tuple[
             if verbose:
                 print(f"iteration {iteration:5d}: {describe(iteration, loss.item(), history.parts[-1][1])} "
                       f"({time.perf_counter() - begin:.1f} s)", flush=True)
-        stop = deadline is not None and time.monotonic() > deadline and iteration < iterations
-        if path is not None and (iteration % checkpoint_every == 0 or iteration == iterations or stop):
+        stop = deadline is not None and time.monotonic() > deadline and iteration < until
+        if path is not None and (iteration % checkpoint_every == 0 or iteration == until or stop):
             save(iteration)
         if stop:
             history.complete = False

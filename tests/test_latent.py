@@ -265,3 +265,18 @@ def test_check_series_names_shapes():
         check_series(torch.zeros(1, 2), mask=torch.ones(1, 2))
     with pytest.raises(ValueError, match="query must be strictly increasing"):
         RNNForecaster(2).forecast(torch.tensor([[0.0, 1.0]]), torch.zeros(1, 2, 2), torch.tensor([0.5]))
+
+
+def test_the_field_has_the_layers_and_activation_asked_for_and_refuses_others():
+    """f(z) by hand from the weights: two ELU layers, as in the authors' example code."""
+    torch.manual_seed(0)
+    model = LatentODE(2, ode_layers=2, ode_activation="elu")
+    first, second, last = [m for m in model.field.net if isinstance(m, torch.nn.Linear)]
+    z = torch.randn(5, 4)
+    elu = lambda a: torch.where(a > 0, a, torch.expm1(a))
+    by_hand = elu(elu(z @ first.weight.T + first.bias) @ second.weight.T + second.bias) @ last.weight.T + last.bias
+    assert torch.allclose(model.field(torch.tensor(0.0), z), by_hand, atol=1e-6)
+    with pytest.raises(ValueError, match="layers must be a positive int, got 0"):
+        LatentODE(2, ode_layers=0)
+    with pytest.raises(ValueError, match=r"activation must be one of \['elu', 'tanh'\], got 'relu'"):
+        LatentODE(2, ode_activation="relu")

@@ -23,7 +23,10 @@ def test_the_presets_carry_the_papers_sizes():
                                         (dict(n_train=1000), "n_train"), (dict(widths=3), "not fields"),
                                         (dict(warmup_obs=0), "warmup_obs"),
                                         (dict(warmup_fraction=1.5), "warmup_fraction"),
-                                        (dict(warmup_fraction="half"), "warmup_fraction")])
+                                        (dict(warmup_fraction="half"), "warmup_fraction"),
+                                        (dict(starts=0), "starts"), (dict(start_fraction=0.0), "start_fraction"),
+                                        (dict(ode_layers=0), "ode_layers"),
+                                        (dict(ode_activation="relu"), "ode_activation must be one of")])
 def test_bad_presets_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         latent.get_preset("full", **bad)
@@ -98,6 +101,51 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):
     for n in ("5", "8"):
         for kind in latent.MODELS:
             assert resumed["runs"][n][kind]["test_errors"] == whole["runs"][n][kind]["test_errors"]
+
+
+STARTS = dict(TINY, observations=(5,), iterations=10, starts=3, start_fraction=0.3, warmup_fraction=0.0)
+
+
+def _future_rmse_by_hand(kind, model, data):
+    train, (times, values) = data["train"], data["train_obs"]
+    with torch.no_grad():
+        predicted = (model.predict(times, values, train.future_times) if kind == "latent_ode"
+                     else model.forecast(times, values, train.future_times))
+    return float((predicted - train.observed[:, train.n_window:]).pow(2).mean().sqrt())
+
+
+def test_each_start_trains_its_share_and_the_best_on_the_training_futures_goes_on(tmp_path):
+    results = latent.run("quick", out=str(tmp_path), quiet=True, **STARTS)
+    data = latent.make_data(latent.get_preset("quick", **STARTS), 5)
+    for kind in latent.MODELS:
+        record = results["runs"]["5"][kind]
+        by_hand = []
+        for start in range(3):
+            state = torch.load(tmp_path / "checkpoints" / f"{kind}-n5-start{start}.pt", weights_only=True)
+            assert state["iteration"] == 3 and state["settings"]["start"] == start   # round(0.3 · 10)
+            model = latent.build(kind, latent.get_preset("quick", **STARTS))
+            model.load_state_dict(state["model"])
+            by_hand.append(_future_rmse_by_hand(kind, model, data))
+        assert record["starts"]["train_future_rmse"] == pytest.approx(by_hand, abs=1e-6)
+        assert len(set(by_hand)) == 3                                   # three different initialisations
+        chosen = record["starts"]["chosen"]
+        assert by_hand[chosen] == min(by_hand)
+        final = torch.load(tmp_path / "checkpoints" / f"{kind}-n5.pt", weights_only=True)
+        candidate = torch.load(tmp_path / "checkpoints" / f"{kind}-n5-start{chosen}.pt", weights_only=True)
+        assert final["iteration"] == 10 and final["settings"]["start"] == chosen
+        assert final["losses"][:len(candidate["losses"])] == candidate["losses"]
+
+
+def test_a_run_with_starts_resumes_to_the_same_numbers(tmp_path):
+    whole = latent.run("quick", quiet=True, **STARTS)
+    for _ in range(60):
+        resumed = latent.run("quick", out=str(tmp_path), budget_s=0.0, quiet=True, **STARTS)
+        if resumed["status"] == "complete":
+            break
+    assert resumed["status"] == "complete"
+    for kind in latent.MODELS:
+        assert resumed["runs"]["5"][kind]["starts"] == whole["runs"]["5"][kind]["starts"]
+        assert resumed["runs"]["5"][kind]["test_errors"] == whole["runs"]["5"][kind]["test_errors"]
 
 
 def test_a_rerun_with_other_settings_names_them(tmp_path):

@@ -233,3 +233,39 @@ def test_the_history_resumes_with_the_fit(tmp_path):
     resumed = fit(checkpoint=path)
     assert resumed.nfe == straight.nfe and resumed.evaluations == straight.evaluations
     assert [i for i, _ in resumed.elapsed] == [1, 2, 3, 4]
+
+
+def _linear_fit(model, path, until):
+    """A least-squares fit of ``model`` by nodelib.training._optimise, stopping after ``until``."""
+    from nodelib.training import _optimise
+    x = torch.linspace(-1, 1, 64)[:, None]
+
+    def loss_at(iteration, generator):
+        noise = torch.randn(64, 1, generator=generator)
+        return (model(x) - 3 * x - 0.1 * noise).pow(2).mean(), {}
+    return _optimise(model, loss_at, iterations=30, lr=0.05, generator=torch.Generator().manual_seed(0),
+                     log_every=10, checkpoint=path, checkpoint_every=100, verbose=False, deadline=None,
+                     describe=lambda i, loss, parts: "", settings={}, until=until)
+
+
+def test_a_fit_stopped_at_until_resumes_to_the_straight_runs_parameters(tmp_path):
+    """``until`` stops early with a checkpoint while the cosine schedule still spans all iterations:
+    resuming from it is bit for bit the run that never stopped."""
+    torch.manual_seed(4)
+    straight = nn.Linear(1, 1)
+    _linear_fit(straight, None, None)
+    torch.manual_seed(4)
+    stopped = nn.Linear(1, 1)
+    first = _linear_fit(stopped, tmp_path / "fit.pt", 12)
+    assert first.complete and first.iterations_run == 12 and [i for i, _ in first.losses] == [10, 12]
+    state = torch.load(tmp_path / "fit.pt", weights_only=True)
+    assert state["iteration"] == 12 and state["schedule"]["T_max"] == 30
+    rest = _linear_fit(stopped, tmp_path / "fit.pt", None)
+    assert rest.iterations_run == 18 and [i for i, _ in rest.losses] == [10, 12, 20, 30]
+    for a, b in zip(straight.parameters(), stopped.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="past until = 5"):
+        _linear_fit(stopped, tmp_path / "fit.pt", 5)
+    for bad in (0, 31, 2.5):
+        with pytest.raises(ValueError, match="until must be an int in \\[1, iterations = 30\\]"):
+            _linear_fit(nn.Linear(1, 1), None, bad)
