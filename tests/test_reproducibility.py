@@ -70,9 +70,12 @@ def test_describe_and_training_time_on_synthetic_runs(tmp_path):
     assert describe({**compiled, "rk4": {}}).endswith("medians of 15 alternating rounds (and rk4 at 100 steps)")
     table2 = {"experiment": "latent-ode", "status": "complete", "models": ["latent_ode"],
               "config": {"n_series": 1000, "seed": 1, "observations": [50, 100], "obs_std": 0.3,
-                         "warmup_obs": 30, "warmup_fraction": 0.5}}
-    assert describe(table2) == ("Table 2 on 1,000 spirals, seed 1: latent ODE; N = 50, 100; likelihood σ = 0.3; "
-                                "warm-up on 30 points for 50% of the steps")
+                         "warmup_obs": 30, "warmup_fraction": 0.5, "ode_layers": 2, "ode_activation": "elu",
+                         "starts": 4}}
+    assert describe(table2) == ("Table 2 on 1,000 spirals, seed 1: latent ODE; N = 50, 100; f: 2 ELU layers, "
+                                "4 starts; likelihood σ = 0.3; warm-up on 30 points for 50% of the steps")
+    one = {**table2["config"], "ode_layers": 1, "ode_activation": "tanh", "starts": 1}
+    assert "N = 50, 100; f: 1 tanh layer, 1 start; likelihood" in describe({**table2, "config": one})
     assert describe({**table2, "config": {**table2["config"], "warmup_fraction": 0.0}}).endswith("σ = 0.3; no warm-up")
     for name, results in (("a", mnist), ("b", density)):
         (tmp_path / name).mkdir()

@@ -68,8 +68,11 @@ def describe(results: dict) -> str:
         ns = ", ".join(str(n) for n in config.get("observations", []))
         warmup = (f"warm-up on {config['warmup_obs']} points for {config['warmup_fraction']:.0%} of the steps"
                   if config.get("warmup_fraction") else "no warm-up")
+        layers, starts = config.get("ode_layers", 1), config.get("starts", 1)
+        field = (f"f: {layers} {config.get('ode_activation', 'tanh').replace('elu', 'ELU')} "
+                 f"layer{'s' * (layers > 1)}, {starts} start{'s' * (starts > 1)}")
         return (f"Table 2 on {config.get('n_series', '?'):,} spirals, seed {config.get('seed')}: {models}; "
-                f"N = {ns}; likelihood σ = {config.get('obs_std')}; {warmup}")
+                f"N = {ns}; {field}; likelihood σ = {config.get('obs_std')}; {warmup}")
     if results.get("experiment") == "cnf-regularisation":
         datasets = ", ".join(d.replace("_", " ") for d in config.get("datasets", []))
         return (f"Regularised dynamics: one CNF trained with (kinetic {config.get('kinetic_weight'):g}, "
