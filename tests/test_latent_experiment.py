@@ -134,6 +134,12 @@ def test_each_start_trains_its_share_and_the_best_on_the_training_futures_goes_o
         candidate = torch.load(tmp_path / "checkpoints" / f"{kind}-n5-start{chosen}.pt", weights_only=True)
         assert final["iteration"] == 10 and final["settings"]["start"] == chosen
         assert final["losses"][:len(candidate["losses"])] == candidate["losses"]
+    table = latent.starts_frame([results], "rnn_dt")
+    assert list(table.columns) == ["seed", "N", "start 1", "start 2", "start 3", "chosen",
+                                   "RMSE, training spirals' futures", "RMSE, test spirals"]
+    record = results["runs"]["5"]["rnn_dt"]
+    assert table.iloc[0].tolist() == [0, 5, *record["starts"]["train_future_rmse"], record["starts"]["chosen"] + 1,
+                                      record["train_future_rmse"], record["test_rmse"]]
 
 
 def test_a_run_with_starts_resumes_to_the_same_numbers(tmp_path):

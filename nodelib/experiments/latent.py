@@ -38,6 +38,7 @@ from .runs import config_changes, default_dtype, log, pick_device, provenance, r
 
 __all__ = ["MODELS", "MODEL_NAMES", "PAPER", "LatentPreset", "PRESETS", "get_preset", "make_data", "build",
            "predictive_errors", "reference_rmse", "run", "table2_frame", "paired_frame", "scores_frame",
+           "starts_frame",
            "plot_extrapolations", "plot_latent_traversal", "save_figures"]
 
 #: The seed of start ``k`` of a model (:attr:`LatentPreset.starts`) is its start 0's plus ``k`` times this.
@@ -407,6 +408,25 @@ def scores_frame(runs, settings: Dict[str, str]):
             for results in runs for n, slot in results["runs"].items() if "latent_ode" in slot]
     return pd.DataFrame(rows, columns=[*settings.values(), "N", "RMSE, training spirals' futures",
                                        "RMSE, test spirals"])
+
+
+def starts_frame(runs, kind: str = "latent_ode"):
+    """The starts of model ``kind`` in recorded runs, as a ``pandas.DataFrame``: a row per run and
+    ``N`` with the seed, ``N``, each start's RMSE on the training spirals' futures when the starts
+    were compared, the start that went on (counted from 1), and its two final scores."""
+    import pandas as pd
+
+    rows, count = [], 0
+    for results in runs:
+        for n, slot in results["runs"].items():
+            record = slot[kind]
+            scores = record["starts"]["train_future_rmse"]
+            count = max(count, len(scores))
+            rows.append([results["config"]["seed"], int(n), *scores, record["starts"]["chosen"] + 1,
+                         record["train_future_rmse"], record["test_rmse"]])
+    columns = ["seed", "N", *[f"start {k + 1}" for k in range(count)], "chosen",
+               "RMSE, training spirals' futures", "RMSE, test spirals"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def plot_extrapolations(models: Dict[tuple, nn.Module], data: dict, n_obs: int, *, index: int = 0, paths: int = 40):
