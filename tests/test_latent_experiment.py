@@ -71,7 +71,7 @@ def test_a_run_records_every_model_and_its_paired_comparison(tmp_path):
         assert abs(slot["paired"]["rnn"]["difference"] - float(d.mean())) < 1e-6
         assert abs(slot["paired"]["rnn"]["se"] - float(d.std() / 2)) < 1e-6
     frame = latent.table2_frame(results)
-    assert list(frame.columns) == ["model", "", "N = 5", "N = 8"]
+    assert list(frame.columns) == ["model", "source", "N = 5", "N = 8"]
     assert frame.iloc[0, 2] == f"{results['runs']['5']['rnn']['test_rmse']:.4f}"
     assert list(frame.iloc[1]) == ["", "Table 2", "–", "–"]          # the paper has no N = 5, 8
     again = {**results, "config": {**results["config"], "seed": 1}}

@@ -377,7 +377,7 @@ def table2_frame(*runs: dict, decimals: int = 4):
         if kind in paper["table2"]:
             column = dict(zip(paper["observations"], paper["table2"][kind]))
             rows.append(["", "Table 2", *[f"{column[n]:.4f}" if n in column else "–" for n in ns]])
-    return pd.DataFrame(rows, columns=["model", "", *[f"N = {n}" for n in ns]])
+    return pd.DataFrame(rows, columns=["model", "source", *[f"N = {n}" for n in ns]])
 
 
 def paired_frame(*runs: dict, decimals: int = 4):
