@@ -199,9 +199,9 @@ def reference_rmse(data: Spirals) -> Dict[str, float]:
 def _fit(kind: str, n: int, cfg: LatentPreset, data: dict, checkpoint: Optional[pathlib.Path],
          deadline: Optional[float], verbose: bool) -> Tuple[nn.Module, Optional[dict]]:
     """Train ``kind`` on ``N = n`` observations per training spiral: with ``cfg.starts > 1``, each
-    start (its own initial parameters) for the first ``cfg.start_fraction`` of the steps, then the start whose
-    ``train_future_rmse`` is lowest to the end. Each start has its checkpoint beside ``checkpoint``,
-    which holds the chosen one's (a temporary folder without ``checkpoint``)."""
+    start (its own initial parameters) for the first ``cfg.start_fraction`` of the steps, then the
+    start whose ``train_future_rmse`` is lowest to the end. Each start has its checkpoint beside
+    ``checkpoint``, which holds the chosen one's (a temporary folder without ``checkpoint``)."""
     if checkpoint is None:
         with tempfile.TemporaryDirectory() as folder:
             return _fit(kind, n, cfg, data, pathlib.Path(folder) / f"{kind}-n{n}.pt", deadline, verbose)
