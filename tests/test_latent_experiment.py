@@ -103,15 +103,15 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):
             assert resumed["runs"][n][kind]["test_errors"] == whole["runs"][n][kind]["test_errors"]
 
 
-STARTS = dict(TINY, observations=(5,), iterations=10, starts=3, start_fraction=0.3, warmup_fraction=0.0)
-
-
 def _future_rmse_by_hand(kind, model, data):
     train, (times, values) = data["train"], data["train_obs"]
     with torch.no_grad():
         predicted = (model.predict(times, values, train.future_times) if kind == "latent_ode"
                      else model.forecast(times, values, train.future_times))
     return float((predicted - train.observed[:, train.n_window:]).pow(2).mean().sqrt())
+
+
+STARTS = dict(TINY, observations=(5,), iterations=10, starts=3, start_fraction=0.3, warmup_fraction=0.0)
 
 
 def test_each_start_trains_its_share_and_the_best_on_the_training_futures_goes_on(tmp_path):
@@ -179,14 +179,9 @@ def test_the_training_spirals_future_error_is_the_returned_models_on_the_unseen_
     window (never used in training), recomputed here from the returned models by hand."""
     results, models = latent.run("quick", quiet=True, return_models=True, **{**TINY, "observations": (5,)})
     data = latent.make_data(latent.get_preset("quick", **{**TINY, "observations": (5,)}), 5)
-    train, (times, values) = data["train"], data["train_obs"]
     for kind in latent.MODELS:
-        model = models[(kind, 5)]
-        with torch.no_grad():
-            predicted = (model.predict(times, values, train.future_times) if kind == "latent_ode"
-                         else model.forecast(times, values, train.future_times))
-        by_hand = (predicted - train.observed[:, train.n_window:]).pow(2).mean().sqrt()
-        assert abs(results["runs"]["5"][kind]["train_future_rmse"] - float(by_hand)) < 1e-6
+        by_hand = _future_rmse_by_hand(kind, models[(kind, 5)], data)
+        assert abs(results["runs"]["5"][kind]["train_future_rmse"] - by_hand) < 1e-6
 
 
 def test_the_figures_are_drawn_from_the_runs_models(tmp_path):
